@@ -1,0 +1,1 @@
+//! JSON forms (BEHAVIOR 1.4). STUB: replaced by the model work.
