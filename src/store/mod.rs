@@ -1,1 +1,19 @@
-//! The abstract, backend-agnostic surface.
+//! The abstract, backend-agnostic surface: the store traits and their query and event
+//! types. A consumer holds `Arc<dyn ...>` of these and never names the backend.
+
+mod bundle;
+mod traits;
+mod types;
+
+pub use bundle::{
+    BackendId, Bundle, BundleResources, DynKeyStore, PersistenceConfig, PersistenceFactory,
+    ServerStores,
+};
+pub use traits::{
+    AccessLog, AtKeyValueStore, CommitLog, Compactable, KeyValueStore, NotificationEvent,
+    NotificationKeystore, NotificationStream,
+};
+pub use types::{
+    ChangeStream, CommitFilter, CompactedItem, IterateOptions, KeyStoreChange, RemoveHook,
+    RemoveHookArgs, RemoveOptions, ResultStream, WriteOptions,
+};

@@ -1,0 +1,303 @@
+//! Opening sled databases: directory checks, the lock retry, panic containment, the format
+//! and atSign guard, and durable flushes.
+
+use super::layout::{AT_SIGN_KEY, FORMAT_KEY, FORMAT_VERSION};
+use crate::error::{PersistenceError, Result};
+use std::fs::File;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How an acknowledged write is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A write is acknowledged only after sled has written it to the operating system and
+    /// asked the kernel to write it out (`sync_file_range`). Survives a process crash.
+    /// Concurrent writers share one flush (group commit). The server default.
+    Durable,
+    /// As [`Durability::Durable`], then an `fsync` of the database file, which also asks
+    /// the drive to empty its cache: survives power loss, at a higher cost per group.
+    DurableSync,
+    /// Writes are acknowledged from memory and sled flushes every `interval_ms`
+    /// milliseconds: a process crash loses at most about one interval of writes. The
+    /// client default (its server holds the truth).
+    Periodic {
+        /// Flush interval in milliseconds (at least 1).
+        interval_ms: u64,
+    },
+}
+
+impl Durability {
+    /// Whether each acknowledged write is flushed first.
+    pub fn flushes_each_write(self) -> bool {
+        !matches!(self, Durability::Periodic { .. })
+    }
+}
+
+/// Settings for opening one database.
+#[derive(Debug, Clone)]
+pub(crate) struct DbOptions {
+    pub cache_capacity: u64,
+    pub durability: Durability,
+    /// How long to retry sled's lock error before reporting `AlreadyOpen`.
+    pub lock_retry: Duration,
+}
+
+/// One open sled database and the facts needed to flush it.
+pub(crate) struct SledDb {
+    db: sled::Db,
+    path: PathBuf,
+    at_sign: String,
+    /// The database's log file, for `fsync` under [`Durability::DurableSync`].
+    sync_file: Mutex<Option<File>>,
+}
+
+impl std::fmt::Debug for SledDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledDb").field("path", &self.path).finish()
+    }
+}
+
+/// Maps a sled error to the crate's error.
+pub(crate) fn backend(context: &str, e: sled::Error) -> PersistenceError {
+    match e {
+        sled::Error::Corruption { at, .. } => PersistenceError::CorruptStore {
+            path: PathBuf::new(),
+            reason: format!("sled reported corruption at {at:?} during {context}"),
+        },
+        sled::Error::Unsupported(msg) => PersistenceError::CorruptStore {
+            path: PathBuf::new(),
+            reason: format!("unsupported on-disk data during {context}: {msg}"),
+        },
+        other => PersistenceError::backend(context, other),
+    }
+}
+
+/// Checks a storage path before anything is created: it must be non-empty, and must be a
+/// directory or not exist, with no file on the way to it.
+pub(crate) fn check_dir_path(field: &str, path: &Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(PersistenceError::InvalidConfig {
+            field: field.to_string(),
+            reason: "the path is empty".into(),
+        });
+    }
+    let mut cur = Some(path);
+    while let Some(p) = cur {
+        if p.as_os_str().is_empty() {
+            break;
+        }
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(PersistenceError::InvalidConfig {
+                    field: field.to_string(),
+                    reason: if p == path {
+                        format!("{} is a file, not a directory", path.display())
+                    } else {
+                        format!("{} lies under the file {}", path.display(), p.display())
+                    },
+                })
+            }
+            Err(_) => cur = p.parent(),
+        }
+    }
+    Ok(())
+}
+
+/// Creates `path` (and missing parents) with owner-only permissions on Unix.
+pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path).map_err(|source| PersistenceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+impl SledDb {
+    /// Opens (creating if needed) the database at `path` for `at_sign`.
+    ///
+    /// sled 0.34 panics on some damaged files; the panic is contained and reported as
+    /// [`PersistenceError::CorruptStore`]. A newer format or another atSign's database is
+    /// refused before anything is written to it.
+    pub(crate) fn open(path: &Path, at_sign: &str, options: &DbOptions) -> Result<SledDb> {
+        check_dir_path("storage path", path)?;
+        create_private_dir(path)?;
+        let flush_every = match options.durability {
+            Durability::Periodic { interval_ms } => Some(interval_ms.max(1)),
+            // Durable modes flush on every acknowledged write; the background flusher
+            // only bounds the work left for a clean shutdown.
+            _ => Some(500),
+        };
+        let config = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_capacity)
+            .flush_every_ms(flush_every);
+        let deadline = Instant::now() + options.lock_retry;
+        let db = loop {
+            let opened = catch_unwind(AssertUnwindSafe(|| config.open()));
+            match opened {
+                Ok(Ok(db)) => break db,
+                Ok(Err(e)) if is_lock_error(&e) => {
+                    if Instant::now() >= deadline {
+                        return Err(PersistenceError::AlreadyOpen {
+                            path: path.to_path_buf(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(Err(e)) => {
+                    return Err(match backend("open", e) {
+                        PersistenceError::CorruptStore { reason, .. } => {
+                            PersistenceError::CorruptStore {
+                                path: path.to_path_buf(),
+                                reason,
+                            }
+                        }
+                        other => other,
+                    })
+                }
+                Err(panic) => {
+                    let reason = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "sled panicked while opening".into());
+                    return Err(PersistenceError::CorruptStore {
+                        path: path.to_path_buf(),
+                        reason: format!("sled could not open the database: {reason}"),
+                    });
+                }
+            }
+        };
+        let this = SledDb {
+            db,
+            path: path.to_path_buf(),
+            at_sign: at_sign.to_string(),
+            sync_file: Mutex::new(None),
+        };
+        this.check_identity(at_sign)?;
+        Ok(this)
+    }
+
+    /// Checks (or, on a new database, records) the format version and the atSign.
+    fn check_identity(&self, at_sign: &str) -> Result<()> {
+        let format = self
+            .db
+            .get(FORMAT_KEY)
+            .map_err(|e| backend("reading the format record", e))?;
+        let stored_at_sign = self
+            .db
+            .get(AT_SIGN_KEY)
+            .map_err(|e| backend("reading the atSign record", e))?;
+        match (format, stored_at_sign) {
+            (Some(f), Some(a)) => {
+                let found = <[u8; 4]>::try_from(f.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| PersistenceError::CorruptStore {
+                        path: self.path.clone(),
+                        reason: "the format record is not 4 bytes".into(),
+                    })?;
+                if found > FORMAT_VERSION || found == 0 {
+                    return Err(PersistenceError::FormatMismatch {
+                        path: self.path.clone(),
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+                let stored = String::from_utf8_lossy(&a).into_owned();
+                if stored != at_sign {
+                    return Err(PersistenceError::AtSignMismatch {
+                        path: self.path.clone(),
+                        stored,
+                        requested: at_sign.to_string(),
+                    });
+                }
+                Ok(())
+            }
+            (None, None) => {
+                // A new database (or one whose identity was never written).
+                let mut batch = sled::Batch::default();
+                batch.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes()[..]);
+                batch.insert(AT_SIGN_KEY, at_sign.as_bytes());
+                self.db
+                    .apply_batch(batch)
+                    .map_err(|e| backend("writing the format record", e))?;
+                self.db
+                    .flush()
+                    .map_err(|e| backend("flushing the format record", e))?;
+                Ok(())
+            }
+            _ => Err(PersistenceError::CorruptStore {
+                path: self.path.clone(),
+                reason: "the format record is incomplete".into(),
+            }),
+        }
+    }
+
+    /// The directory of this database.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The atSign this database belongs to.
+    pub(crate) fn at_sign(&self) -> &str {
+        &self.at_sign
+    }
+
+    /// Opens (or creates) a named tree.
+    pub(crate) fn tree(&self, name: &str) -> Result<sled::Tree> {
+        self.db
+            .open_tree(name)
+            .map_err(|e| backend(&format!("opening tree {name}"), e))
+    }
+
+    /// Makes everything written so far durable at `level`.
+    pub(crate) fn flush(&self, level: Durability) -> Result<()> {
+        match level {
+            Durability::Periodic { .. } => Ok(()),
+            Durability::Durable => self.db.flush().map(|_| ()).map_err(|e| backend("flush", e)),
+            Durability::DurableSync => {
+                self.db.flush().map_err(|e| backend("flush", e))?;
+                self.fsync()
+            }
+        }
+    }
+
+    fn fsync(&self) -> Result<()> {
+        let mut guard = self.sync_file.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let file_path = self.path.join("db");
+            let f = File::open(&file_path).map_err(|source| PersistenceError::Io {
+                path: file_path.clone(),
+                source,
+            })?;
+            *guard = Some(f);
+        }
+        if let Some(f) = guard.as_ref() {
+            f.sync_all().map_err(|source| PersistenceError::Io {
+                path: self.path.join("db"),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Bytes the database occupies on disk, as sled reports it.
+    pub(crate) fn size_on_disk(&self) -> Result<u64> {
+        self.db
+            .size_on_disk()
+            .map_err(|e| backend("size_on_disk", e))
+    }
+}

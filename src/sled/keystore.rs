@@ -1,0 +1,1525 @@
+//! The sled keystore and its commit log.
+//!
+//! Both live in one tree of the database at the keystore's storage path (layout in
+//! [`super::layout`]). Every write — the record, its commit entry, the latest-entry index,
+//! the expiry and availability indexes and the counters — is staged and applied as one
+//! atomic sled batch by the group-commit writer ([`super::writer`]); reads go straight to
+//! the tree.
+
+use super::db::{backend, Durability, SledDb};
+use super::layout::{self as lay, prefixed, timed};
+use super::staging::Staging;
+use super::writer::{self, GroupProcessor, WriteQueue};
+use crate::error::{PersistenceError, Result};
+use crate::key;
+use crate::model::{
+    build_metadata, codec, AtData, AtMetaData, Clock, CommitEntry, CommitOp, Timestamp,
+};
+use crate::store::{
+    AtKeyValueStore, ChangeStream, CommitLog, Compactable, CompactedItem, IterateOptions,
+    KeyStoreChange, KeyValueStore, RemoveHook, RemoveHookArgs, RemoveOptions, ResultStream,
+    WriteOptions,
+};
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::{broadcast, oneshot};
+
+const STORE: &str = "keystore";
+const COMMIT_STORE: &str = "commit log";
+/// The tree holding the keystore and its commit log.
+pub(crate) const TREE: &str = "keystore";
+
+/// Settings of one keystore.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyStoreSettings {
+    pub at_sign: String,
+    pub commit_log: bool,
+    pub durability: Durability,
+    pub clock: Arc<dyn Clock>,
+    pub change_buffer: usize,
+}
+
+/// The in-memory copy of the persisted counters. Only the writer changes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counters {
+    hwm: i64,
+    commit_count: u64,
+    key_count: u64,
+}
+
+struct Handle {
+    db: Arc<SledDb>,
+    tree: sled::Tree,
+}
+
+/// How a write builds its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteMode {
+    Put,
+    Create,
+    PutAll,
+    PutMeta,
+}
+
+/// One queued keystore operation.
+#[derive(Debug)]
+enum KsOp {
+    Write {
+        key: String,
+        value: Option<AtData>,
+        meta: Option<AtMetaData>,
+        mode: WriteMode,
+        options: WriteOptions,
+    },
+    Remove {
+        key: String,
+        options: RemoveOptions,
+    },
+    RemoveMany {
+        keys: Vec<String>,
+        skip_commit: bool,
+    },
+    ExpireRemove {
+        keys: Vec<String>,
+        as_of: Timestamp,
+    },
+    Restore {
+        key: String,
+        value: AtData,
+    },
+    Commit {
+        key: String,
+        op: CommitOp,
+        op_time: Option<Timestamp>,
+    },
+    RemoveEntryFor {
+        key: String,
+    },
+    Replay {
+        entry: CommitEntry,
+    },
+    RaiseHwm {
+        id: i64,
+    },
+    RemoveSuperseded {
+        ids: Vec<i64>,
+    },
+    #[cfg(feature = "test-support")]
+    Plant {
+        entry: CommitEntry,
+    },
+    Clear,
+}
+
+/// What an operation returns.
+#[derive(Debug)]
+enum Outcome {
+    Id(Option<i64>),
+    Count(u64),
+    Keys(Vec<String>),
+    Ids(Vec<i64>),
+    Unit,
+}
+
+pub(crate) struct Queued {
+    op: KsOp,
+    tx: oneshot::Sender<Result<Outcome>>,
+}
+
+/// Shared state of one keystore (and its commit log).
+pub(crate) struct KsInner {
+    settings: KeyStoreSettings,
+    handle: RwLock<Option<Handle>>,
+    queue: WriteQueue<Queued>,
+    counters: Mutex<Counters>,
+    events: RwLock<Option<broadcast::Sender<KeyStoreChange>>>,
+    pre_hooks: RwLock<Vec<RemoveHook>>,
+    post_hooks: RwLock<Vec<RemoveHook>>,
+    /// Records decoded while opening (a test-support probe: must stay a small constant).
+    decoded_at_open: AtomicU64,
+}
+
+impl std::fmt::Debug for KsInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledKeyStore")
+            .field("at_sign", &self.settings.at_sign)
+            .field("commit_log", &self.settings.commit_log)
+            .finish()
+    }
+}
+
+fn read_counter_i64(tree: &sled::Tree, key: &[u8], default: i64) -> Result<i64> {
+    match tree.get(key).map_err(|e| backend("read counter", e))? {
+        Some(v) => lay::read_i64(&v).ok_or_else(|| PersistenceError::CorruptRecord {
+            store: STORE,
+            key: lay::render(key),
+            reason: "counter is not 8 bytes".into(),
+        }),
+        None => Ok(default),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn decode_record(bytes: &[u8], key: &str) -> Result<AtData> {
+    codec::decode::<AtData>(bytes, STORE, &|| key.to_string())
+}
+
+fn decode_entry(bytes: &[u8], id_key: &[u8]) -> Result<CommitEntry> {
+    codec::decode::<CommitEntry>(bytes, COMMIT_STORE, &|| match lay::commit_id_of(id_key) {
+        Some(id) => format!("commit id {id}"),
+        None => lay::render(id_key),
+    })
+}
+
+/// The effects of one operation, kept until its group is applied.
+struct OpResult {
+    outcome: Outcome,
+    events: Vec<KeyStoreChange>,
+}
+
+impl KsInner {
+    pub(crate) fn open(db: Arc<SledDb>, settings: KeyStoreSettings) -> Result<Arc<KsInner>> {
+        let tree = db.tree(TREE)?;
+        let hwm = read_counter_i64(&tree, lay::HWM, -1)?;
+        let commit_count = read_counter_i64(&tree, lay::COMMIT_COUNT, 0)? as u64;
+        let key_count = read_counter_i64(&tree, lay::KEY_COUNT, 0)? as u64;
+        let (tx, _) = broadcast::channel(settings.change_buffer.max(1));
+        Ok(Arc::new(KsInner {
+            settings,
+            handle: RwLock::new(Some(Handle { db, tree })),
+            queue: WriteQueue::default(),
+            counters: Mutex::new(Counters {
+                hwm,
+                commit_count,
+                key_count,
+            }),
+            events: RwLock::new(Some(tx)),
+            pre_hooks: RwLock::new(Vec::new()),
+            post_hooks: RwLock::new(Vec::new()),
+            decoded_at_open: AtomicU64::new(0),
+        }))
+    }
+
+    /// Releases the database. Later calls on any handle return `StoreClosed`; change
+    /// streams end.
+    pub(crate) fn close(&self) {
+        let handle = self
+            .handle
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            // Best effort: a close should leave nothing in sled's buffers.
+            let _ = h.db.flush(Durability::Durable);
+        }
+        self.events
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.handle
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    fn tree(&self) -> Result<sled::Tree> {
+        self.handle
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|h| h.tree.clone())
+            .ok_or(PersistenceError::StoreClosed { store: STORE })
+    }
+
+    fn db(&self) -> Result<Arc<SledDb>> {
+        self.handle
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|h| Arc::clone(&h.db))
+            .ok_or(PersistenceError::StoreClosed { store: STORE })
+    }
+
+    fn now(&self) -> Timestamp {
+        self.settings.clock.now()
+    }
+
+    /// Records decoded while opening this store.
+    pub(crate) fn decoded_at_open(&self) -> u64 {
+        self.decoded_at_open.load(Ordering::Relaxed)
+    }
+
+    fn emit(&self, events: Vec<KeyStoreChange>) {
+        if events.is_empty() {
+            return;
+        }
+        if let Some(tx) = self
+            .events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            for e in events {
+                // No subscriber is not an error.
+                let _ = tx.send(e);
+            }
+        }
+    }
+
+    // ----- staged primitives (writer only) -----
+
+    fn read_record(&self, s: &Staging<'_>, key: &str) -> Result<Option<AtData>> {
+        match s.get(&prefixed(lay::RECORD, key.as_bytes()))? {
+            Some(bytes) => decode_record(&bytes, key).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn unindex(s: &mut Staging<'_>, key: &str, old: &AtData) {
+        if let Some(meta) = &old.meta_data {
+            if let Some(t) = meta.expires_at {
+                s.remove(timed(lay::EXPIRY, t, key.as_bytes()));
+            }
+            if let Some(t) = meta.available_at {
+                s.remove(timed(lay::AVAILABLE, t, key.as_bytes()));
+            }
+        }
+    }
+
+    fn write_record(
+        s: &mut Staging<'_>,
+        c: &mut Counters,
+        key: &str,
+        old: Option<&AtData>,
+        new: &AtData,
+    ) {
+        match old {
+            Some(old) => Self::unindex(s, key, old),
+            None => c.key_count += 1,
+        }
+        if let Some(meta) = &new.meta_data {
+            if let Some(t) = meta.expires_at {
+                s.insert(timed(lay::EXPIRY, t, key.as_bytes()), Vec::new());
+            }
+            if let Some(t) = meta.available_at {
+                s.insert(timed(lay::AVAILABLE, t, key.as_bytes()), Vec::new());
+            }
+        }
+        s.insert(prefixed(lay::RECORD, key.as_bytes()), codec::encode(new));
+    }
+
+    fn delete_record(s: &mut Staging<'_>, c: &mut Counters, key: &str, old: &AtData) {
+        Self::unindex(s, key, old);
+        s.remove(prefixed(lay::RECORD, key.as_bytes()));
+        c.key_count = c.key_count.saturating_sub(1);
+    }
+
+    fn latest_id(s: &Staging<'_>, at_key: &str) -> Result<Option<i64>> {
+        let k = prefixed(lay::COMMIT_BY_KEY, at_key.as_bytes());
+        match s.get(&k)? {
+            Some(v) => lay::read_i64(&v)
+                .map(Some)
+                .ok_or_else(|| PersistenceError::CorruptRecord {
+                    store: COMMIT_STORE,
+                    key: at_key.to_string(),
+                    reason: "latest-entry index value is not 8 bytes".into(),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `entry` (with its id) as the atKey's only entry.
+    fn put_entry(
+        s: &mut Staging<'_>,
+        c: &mut Counters,
+        entry: &CommitEntry,
+        id: i64,
+    ) -> Result<()> {
+        match Self::latest_id(s, &entry.at_key)? {
+            Some(old) if old != id => s.remove(lay::commit_key(old)),
+            Some(_) => {}
+            None => c.commit_count += 1,
+        }
+        s.insert(lay::commit_key(id), codec::encode(entry));
+        s.insert(
+            prefixed(lay::COMMIT_BY_KEY, entry.at_key.as_bytes()),
+            lay::id_bytes(id).to_vec(),
+        );
+        if id > c.hwm {
+            c.hwm = id;
+        }
+        Ok(())
+    }
+
+    /// Commits `op` for `at_key`: `-1` for an elided key, else a fresh id.
+    fn commit(
+        &self,
+        s: &mut Staging<'_>,
+        c: &mut Counters,
+        at_key: &str,
+        op: CommitOp,
+        op_time: Option<Timestamp>,
+    ) -> Result<i64> {
+        if key::is_commit_skipped(at_key) {
+            return Ok(-1);
+        }
+        let id = c.hwm + 1;
+        let entry = CommitEntry::new(at_key, op, op_time.unwrap_or_else(|| self.now()), id);
+        Self::put_entry(s, c, &entry, id)?;
+        Ok(id)
+    }
+
+    /// Deletes the atKey's entry, if any. The high-water mark is untouched.
+    fn purge(s: &mut Staging<'_>, c: &mut Counters, at_key: &str) -> Result<()> {
+        if let Some(old) = Self::latest_id(s, at_key)? {
+            s.remove(lay::commit_key(old));
+            s.remove(prefixed(lay::COMMIT_BY_KEY, at_key.as_bytes()));
+            c.commit_count = c.commit_count.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    /// Commits or purges after a keystore write, per the write's options.
+    fn record_commit(
+        &self,
+        s: &mut Staging<'_>,
+        c: &mut Counters,
+        key: &str,
+        op: CommitOp,
+        skip_commit: bool,
+        op_time: Option<Timestamp>,
+    ) -> Result<Option<i64>> {
+        if skip_commit {
+            if self.settings.commit_log {
+                Self::purge(s, c, key)?;
+            }
+            return Ok(Some(-1));
+        }
+        if !self.settings.commit_log {
+            return Ok(None);
+        }
+        self.commit(s, c, key, op, op_time).map(Some)
+    }
+
+    fn apply_op(&self, s: &mut Staging<'_>, c: &mut Counters, op: KsOp) -> Result<OpResult> {
+        let mut events = Vec::new();
+        let outcome = match op {
+            KsOp::Write {
+                key,
+                value,
+                meta,
+                mode,
+                options,
+            } => {
+                let existing = self.read_record(s, &key)?;
+                let asserted = options.asserted.as_ref();
+                let now = self.now();
+                let at_sign = self.settings.at_sign.as_str();
+                let op_time = asserted.and_then(|a| a.updated_at);
+                let (record, commit_op, event) = match mode {
+                    WriteMode::Create => Self::create_record(at_sign, value, asserted, now, &key),
+                    WriteMode::Put => match &existing {
+                        None => Self::create_record(at_sign, value, asserted, now, &key),
+                        Some(old) => {
+                            let value = value.unwrap_or_default();
+                            let meta = build_metadata(
+                                at_sign,
+                                value.meta_data.as_ref(),
+                                old.meta_data.as_ref(),
+                                asserted,
+                                now,
+                            );
+                            (
+                                AtData {
+                                    data: value.data,
+                                    meta_data: Some(meta),
+                                    key: None,
+                                },
+                                CommitOp::UpdateAll,
+                                KeyStoreChange::KeyUpdated { key: key.clone() },
+                            )
+                        }
+                    },
+                    WriteMode::PutAll | WriteMode::PutMeta => {
+                        let meta = build_metadata(
+                            at_sign,
+                            meta.as_ref(),
+                            existing.as_ref().and_then(|e| e.meta_data.as_ref()),
+                            asserted,
+                            now,
+                        );
+                        let data = if mode == WriteMode::PutAll {
+                            value.and_then(|v| v.data)
+                        } else {
+                            existing.as_ref().and_then(|e| e.data.clone())
+                        };
+                        let event = if existing.is_some() {
+                            KeyStoreChange::KeyUpdated { key: key.clone() }
+                        } else {
+                            KeyStoreChange::KeyAdded { key: key.clone() }
+                        };
+                        let op = if mode == WriteMode::PutAll {
+                            CommitOp::UpdateAll
+                        } else {
+                            CommitOp::UpdateMeta
+                        };
+                        (
+                            AtData {
+                                data,
+                                meta_data: Some(meta),
+                                key: None,
+                            },
+                            op,
+                            event,
+                        )
+                    }
+                };
+                Self::write_record(s, c, &key, existing.as_ref(), &record);
+                let id = self.record_commit(s, c, &key, commit_op, options.skip_commit, op_time)?;
+                events.push(event);
+                Outcome::Id(id)
+            }
+            KsOp::Remove { key, options } => {
+                if let Some(old) = self.read_record(s, &key)? {
+                    Self::delete_record(s, c, &key, &old);
+                }
+                let id = self.record_commit(
+                    s,
+                    c,
+                    &key,
+                    CommitOp::Delete,
+                    options.skip_commit,
+                    options.deleted_at,
+                )?;
+                events.push(KeyStoreChange::KeyRemoved { key });
+                Outcome::Id(id)
+            }
+            KsOp::RemoveMany { keys, skip_commit } => {
+                let mut n = 0;
+                for key in keys {
+                    if let Some(old) = self.read_record(s, &key)? {
+                        Self::delete_record(s, c, &key, &old);
+                        self.record_commit(s, c, &key, CommitOp::Delete, skip_commit, None)?;
+                        events.push(KeyStoreChange::KeyRemoved { key });
+                        n += 1;
+                    }
+                }
+                Outcome::Count(n)
+            }
+            KsOp::ExpireRemove { keys, as_of } => {
+                let mut removed = Vec::new();
+                for key in keys {
+                    let Some(old) = self.read_record(s, &key)? else {
+                        continue;
+                    };
+                    let expired = old
+                        .meta_data
+                        .as_ref()
+                        .and_then(|m| m.expires_at)
+                        .is_some_and(|t| t <= as_of);
+                    if !expired {
+                        continue;
+                    }
+                    Self::delete_record(s, c, &key, &old);
+                    if self.settings.commit_log {
+                        Self::purge(s, c, &key)?;
+                    }
+                    events.push(KeyStoreChange::KeyRemoved { key: key.clone() });
+                    removed.push(key);
+                }
+                Outcome::Keys(removed)
+            }
+            KsOp::Restore { key, value } => {
+                let existing = self.read_record(s, &key)?;
+                let value = AtData { key: None, ..value };
+                Self::write_record(s, c, &key, existing.as_ref(), &value);
+                Outcome::Unit
+            }
+            KsOp::Commit { key, op, op_time } => {
+                Outcome::Id(Some(self.commit(s, c, &key, op, op_time)?))
+            }
+            KsOp::RemoveEntryFor { key } => {
+                Self::purge(s, c, &key)?;
+                Outcome::Unit
+            }
+            KsOp::Replay { entry } => {
+                let id = entry.commit_id.unwrap_or(-1);
+                if let Some(bytes) = s.get(&lay::commit_key(id))? {
+                    let stored = decode_entry(&bytes, &lay::commit_key(id))?;
+                    if stored.at_key == entry.at_key && stored.operation == entry.operation {
+                        if id > c.hwm {
+                            c.hwm = id;
+                        }
+                        return Ok(OpResult {
+                            outcome: Outcome::Unit,
+                            events,
+                        });
+                    }
+                    return Err(PersistenceError::ReplayConflict {
+                        commit_id: id,
+                        stored: format!("{} {}", stored.at_key, stored.operation.symbol()),
+                        replayed: format!("{} {}", entry.at_key, entry.operation.symbol()),
+                    });
+                }
+                Self::put_entry(s, c, &entry, id)?;
+                Outcome::Unit
+            }
+            KsOp::RaiseHwm { id } => {
+                if id > c.hwm {
+                    c.hwm = id;
+                }
+                Outcome::Unit
+            }
+            KsOp::RemoveSuperseded { ids } => {
+                let mut removed = Vec::new();
+                for id in ids {
+                    let ck = lay::commit_key(id);
+                    let Some(bytes) = s.get(&ck)? else { continue };
+                    let entry = decode_entry(&bytes, &ck)?;
+                    if Self::latest_id(s, &entry.at_key)? == Some(id) {
+                        continue; // the latest entry of its key is never removed
+                    }
+                    s.remove(ck);
+                    c.commit_count = c.commit_count.saturating_sub(1);
+                    removed.push(id);
+                }
+                Outcome::Ids(removed)
+            }
+            #[cfg(feature = "test-support")]
+            KsOp::Plant { entry } => {
+                let id = entry.commit_id.unwrap_or(-1);
+                s.insert(lay::commit_key(id), codec::encode(&entry));
+                c.commit_count += 1;
+                if id > c.hwm {
+                    c.hwm = id;
+                }
+                Outcome::Unit
+            }
+            KsOp::Clear => unreachable_clear(),
+        };
+        Ok(OpResult { outcome, events })
+    }
+
+    fn create_record(
+        at_sign: &str,
+        value: Option<AtData>,
+        asserted: Option<&crate::model::AssertedTimestamps>,
+        now: Timestamp,
+        key: &str,
+    ) -> (AtData, CommitOp, KeyStoreChange) {
+        let value = value.unwrap_or_default();
+        let op = if value
+            .meta_data
+            .as_ref()
+            .is_some_and(|m| m.has_update_all_fields())
+        {
+            CommitOp::UpdateAll
+        } else {
+            CommitOp::Update
+        };
+        let meta = build_metadata(at_sign, value.meta_data.as_ref(), None, asserted, now);
+        (
+            AtData {
+                data: value.data,
+                meta_data: Some(meta),
+                key: None,
+            },
+            op,
+            KeyStoreChange::KeyAdded {
+                key: key.to_string(),
+            },
+        )
+    }
+
+    /// Stages the counters that changed during the group.
+    fn stage_counters(s: &mut Staging<'_>, before: &Counters, after: &Counters) {
+        if before.hwm != after.hwm {
+            s.insert(lay::HWM.to_vec(), after.hwm.to_be_bytes().to_vec());
+        }
+        if before.commit_count != after.commit_count {
+            s.insert(
+                lay::COMMIT_COUNT.to_vec(),
+                after.commit_count.to_be_bytes().to_vec(),
+            );
+        }
+        if before.key_count != after.key_count {
+            s.insert(
+                lay::KEY_COUNT.to_vec(),
+                after.key_count.to_be_bytes().to_vec(),
+            );
+        }
+        s.commit_op();
+    }
+
+    /// Empties the tree in bounded chunks, each atomic and each keeping the counters
+    /// consistent with what is left; the high-water mark is reset last.
+    fn clear_tree(&self, tree: &sled::Tree, c: &mut Counters) -> Result<()> {
+        const CHUNK: usize = 4096;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            let mut records = 0u64;
+            let mut entries = 0u64;
+            for item in tree.iter().keys() {
+                let k = item.map_err(|e| backend("clear", e))?;
+                match k.first() {
+                    Some(&lay::COUNTER) => continue,
+                    Some(&lay::RECORD) => records += 1,
+                    Some(&lay::COMMIT) => entries += 1,
+                    _ => {}
+                }
+                batch.remove(k);
+                n += 1;
+                if n == CHUNK {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            c.key_count = c.key_count.saturating_sub(records);
+            c.commit_count = c.commit_count.saturating_sub(entries);
+            batch.insert(lay::KEY_COUNT, &c.key_count.to_be_bytes()[..]);
+            batch.insert(lay::COMMIT_COUNT, &c.commit_count.to_be_bytes()[..]);
+            tree.apply_batch(batch).map_err(|e| backend("clear", e))?;
+        }
+        let mut batch = sled::Batch::default();
+        c.hwm = -1;
+        c.key_count = 0;
+        c.commit_count = 0;
+        batch.insert(lay::HWM, &(-1i64).to_be_bytes()[..]);
+        batch.insert(lay::KEY_COUNT, &0u64.to_be_bytes()[..]);
+        batch.insert(lay::COMMIT_COUNT, &0u64.to_be_bytes()[..]);
+        tree.apply_batch(batch).map_err(|e| backend("clear", e))
+    }
+
+    /// Applies one run of operations (no `Clear` among them) as one batch.
+    fn process_run(&self, handle: (&Arc<SledDb>, &sled::Tree), run: Vec<Queued>) {
+        let (db, tree) = handle;
+        let mut counters = lock(&self.counters);
+        let before = *counters;
+        let mut staging = Staging::new(tree);
+        let mut results: Vec<(oneshot::Sender<Result<Outcome>>, Result<OpResult>)> =
+            Vec::with_capacity(run.len());
+        for q in run {
+            let snapshot = *counters;
+            match self.apply_op(&mut staging, &mut counters, q.op) {
+                Ok(r) => {
+                    staging.commit_op();
+                    results.push((q.tx, Ok(r)));
+                }
+                Err(e) => {
+                    staging.rollback_op();
+                    *counters = snapshot;
+                    results.push((q.tx, Err(e)));
+                }
+            }
+        }
+        let after = *counters;
+        Self::stage_counters(&mut staging, &before, &after);
+        let applied = if staging.is_empty() {
+            Ok(())
+        } else {
+            staging
+                .apply()
+                .and_then(|_| db.flush(self.settings.durability))
+        };
+        match applied {
+            Ok(()) => {
+                drop(counters);
+                for (tx, r) in results {
+                    let answer = r.map(|r| {
+                        self.emit(r.events);
+                        r.outcome
+                    });
+                    let _ = tx.send(answer);
+                }
+            }
+            Err(e) => {
+                // Nothing was written (or, for a failed flush, durability is unknown):
+                // report the failure to every operation of the group.
+                *counters = before;
+                let msg = e.to_string();
+                for (tx, _) in results {
+                    let _ = tx.send(Err(PersistenceError::Backend {
+                        context: "applying a write group".into(),
+                        source: msg.clone().into(),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+fn unreachable_clear() -> Outcome {
+    // `Clear` is handled by `process_group` before `apply_op` is reached.
+    Outcome::Unit
+}
+
+impl GroupProcessor for KsInner {
+    type Op = Queued;
+
+    fn queue(&self) -> &WriteQueue<Queued> {
+        &self.queue
+    }
+
+    fn process_group(&self, ops: Vec<Queued>) {
+        let (db, tree) = match (self.db(), self.tree()) {
+            (Ok(db), Ok(tree)) => (db, tree),
+            _ => {
+                for q in ops {
+                    let _ =
+                        q.tx.send(Err(PersistenceError::StoreClosed { store: STORE }));
+                }
+                return;
+            }
+        };
+        let mut run = Vec::new();
+        for q in ops {
+            if matches!(q.op, KsOp::Clear) {
+                if !run.is_empty() {
+                    self.process_run((&db, &tree), std::mem::take(&mut run));
+                }
+                let mut counters = lock(&self.counters);
+                let r = self
+                    .clear_tree(&tree, &mut counters)
+                    .and_then(|_| db.flush(self.settings.durability));
+                drop(counters);
+                let _ = q.tx.send(r.map(|_| Outcome::Unit));
+            } else {
+                run.push(q);
+            }
+        }
+        if !run.is_empty() {
+            self.process_run((&db, &tree), run);
+        }
+    }
+}
+
+/// The sled keystore: [`AtKeyValueStore<AtData, AtMetaData>`], with or without a commit
+/// log. Obtain it from a bundle ([`crate::store::Bundle::key_value_store`]).
+#[derive(Clone, Debug)]
+pub struct SledKeyStore {
+    inner: Arc<KsInner>,
+}
+
+/// The commit log of a sled keystore. It shares the keystore's database and writer, so a
+/// keystore write and its entry are one atomic unit.
+#[derive(Clone, Debug)]
+pub struct SledCommitLog {
+    inner: Arc<KsInner>,
+}
+
+impl SledKeyStore {
+    pub(crate) fn new(inner: Arc<KsInner>) -> Self {
+        SledKeyStore { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<KsInner> {
+        &self.inner
+    }
+
+    /// The number of records decoded while this store was opened. Opening reads only
+    /// counters, so this stays a small constant however large the store is.
+    #[cfg(feature = "test-support")]
+    pub fn records_decoded_at_open(&self) -> u64 {
+        self.inner.decoded_at_open()
+    }
+}
+
+async fn run(inner: &Arc<KsInner>, op: KsOp) -> Result<Outcome> {
+    // Fail fast on a closed store without queueing.
+    inner.tree()?;
+    let (tx, rx) = oneshot::channel();
+    writer::submit(inner, Queued { op, tx });
+    rx.await.map_err(|_| PersistenceError::Backend {
+        context: "write group".into(),
+        source: "the writer stopped before answering".into(),
+    })?
+}
+
+fn expect_id(o: Outcome) -> Option<i64> {
+    match o {
+        Outcome::Id(id) => id,
+        _ => None,
+    }
+}
+
+fn validate_write_key(key: &str) -> Result<String> {
+    let canonical = key::validate_key(key)?;
+    key::check_key_length(key, &canonical)?;
+    Ok(canonical)
+}
+
+fn regex_of(pattern: Option<&str>) -> Result<Option<regex::Regex>> {
+    match pattern {
+        None => Ok(None),
+        Some(p) => regex::Regex::new(p)
+            .map(Some)
+            .map_err(|e| PersistenceError::InvalidRegex {
+                pattern: p.to_string(),
+                reason: e.to_string(),
+            }),
+    }
+}
+
+impl KsInner {
+    async fn run_hooks(&self, pre: bool, args: &RemoveHookArgs) -> Result<()> {
+        let hooks: Vec<RemoveHook> = if pre {
+            self.pre_hooks
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        } else {
+            self.post_hooks
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        for h in hooks {
+            h(args.clone())
+                .await
+                .map_err(|source| PersistenceError::HookFailed {
+                    key: args.key.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Keys that are expired or not yet available at `now`, from the two indexes.
+    fn unavailable(&self, tree: &sled::Tree, now: Timestamp) -> Result<HashSet<Vec<u8>>> {
+        let mut out = HashSet::new();
+        let expired =
+            tree.range(vec![lay::EXPIRY]..lay::timed_bound(lay::EXPIRY, now.plus_millis(1)));
+        for item in expired.keys() {
+            let k = item.map_err(|e| backend("expiry index", e))?;
+            if let Some((_, key)) = lay::split_timed(&k) {
+                out.insert(key.to_vec());
+            }
+        }
+        let unborn = tree.range(
+            lay::timed_bound(lay::AVAILABLE, now.plus_millis(1))..lay::prefix_end(lay::AVAILABLE),
+        );
+        for item in unborn.keys() {
+            let k = item.map_err(|e| backend("availability index", e))?;
+            if let Some((_, key)) = lay::split_timed(&k) {
+                out.insert(key.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    fn expired_keys(&self, tree: &sled::Tree, as_of: Timestamp) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for item in tree
+            .range(vec![lay::EXPIRY]..lay::timed_bound(lay::EXPIRY, as_of.plus_millis(1)))
+            .keys()
+        {
+            let k = item.map_err(|e| backend("expiry index", e))?;
+            if let Some((_, key)) = lay::split_timed(&k) {
+                out.push(String::from_utf8_lossy(key).into_owned());
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl KeyValueStore<AtData> for SledKeyStore {
+    async fn get(&self, key: &str) -> Result<AtData> {
+        let tree = self.inner.tree()?;
+        let canonical = key::canonical_key(key);
+        match tree
+            .get(prefixed(lay::RECORD, canonical.as_bytes()))
+            .map_err(|e| backend("get", e))?
+        {
+            Some(bytes) => {
+                let mut data = decode_record(&bytes, &canonical)?;
+                data.key = Some(canonical);
+                Ok(data)
+            }
+            None => Err(PersistenceError::KeyNotFound { key: canonical }),
+        }
+    }
+
+    async fn put(&self, key: &str, value: AtData, options: WriteOptions) -> Result<Option<i64>> {
+        let key = validate_write_key(key)?;
+        run(
+            &self.inner,
+            KsOp::Write {
+                key,
+                value: Some(value),
+                meta: None,
+                mode: WriteMode::Put,
+                options,
+            },
+        )
+        .await
+        .map(expect_id)
+    }
+
+    async fn create(&self, key: &str, value: AtData, options: WriteOptions) -> Result<Option<i64>> {
+        let key = validate_write_key(key)?;
+        run(
+            &self.inner,
+            KsOp::Write {
+                key,
+                value: Some(value),
+                meta: None,
+                mode: WriteMode::Create,
+                options,
+            },
+        )
+        .await
+        .map(expect_id)
+    }
+
+    async fn remove(&self, key: &str, options: RemoveOptions) -> Result<Option<i64>> {
+        let key = validate_write_key(key)?;
+        self.inner.tree()?;
+        let args = RemoveHookArgs {
+            key: key.clone(),
+            skip_commit: options.skip_commit,
+        };
+        self.inner.run_hooks(true, &args).await?;
+        let id = run(&self.inner, KsOp::Remove { key, options })
+            .await
+            .map(expect_id)?;
+        self.inner.run_hooks(false, &args).await?;
+        Ok(id)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        let tree = self.inner.tree()?;
+        let canonical = key::canonical_key(key);
+        tree.contains_key(prefixed(lay::RECORD, canonical.as_bytes()))
+            .map_err(|e| backend("exists", e))
+    }
+
+    async fn get_keys(&self, regex: Option<&str>) -> Result<ResultStream<String>> {
+        let tree = self.inner.tree()?;
+        let re = regex_of(regex)?;
+        let hidden = self.inner.unavailable(&tree, self.inner.now())?;
+        let iter = tree
+            .range(vec![lay::RECORD]..lay::prefix_end(lay::RECORD))
+            .keys();
+        let stream = futures::stream::iter(iter.filter_map(move |item| {
+            let k = match item {
+                Ok(k) => k,
+                Err(e) => return Some(Err(backend("get_keys", e))),
+            };
+            let key = &k[1..];
+            if hidden.contains(key) {
+                return None;
+            }
+            let key = String::from_utf8_lossy(key).into_owned();
+            match &re {
+                Some(re) if !re.is_match(&key) => None,
+                _ => Some(Ok(key)),
+            }
+        }));
+        Ok(stream.boxed())
+    }
+
+    async fn get_expired_keys(&self) -> Result<ResultStream<String>> {
+        let tree = self.inner.tree()?;
+        let keys = self.inner.expired_keys(&tree, self.inner.now())?;
+        Ok(futures::stream::iter(keys.into_iter().map(Ok)).boxed())
+    }
+
+    async fn delete_expired_keys(&self) -> Result<bool> {
+        let tree = self.inner.tree()?;
+        let now = self.inner.now();
+        let keys = self.inner.expired_keys(&tree, now)?;
+        if keys.is_empty() {
+            return Ok(true);
+        }
+        let mut first_error = None;
+        let mut cleared = Vec::with_capacity(keys.len());
+        for key in keys {
+            let args = RemoveHookArgs {
+                key: key.clone(),
+                skip_commit: true,
+            };
+            match self.inner.run_hooks(true, &args).await {
+                Ok(()) => cleared.push(key),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let removed = match run(
+            &self.inner,
+            KsOp::ExpireRemove {
+                keys: cleared,
+                as_of: now,
+            },
+        )
+        .await?
+        {
+            Outcome::Keys(k) => k,
+            _ => Vec::new(),
+        };
+        for key in removed {
+            let args = RemoveHookArgs {
+                key,
+                skip_commit: true,
+            };
+            if let Err(e) = self.inner.run_hooks(false, &args).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(true),
+        }
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<BTreeMap<String, AtData>> {
+        let tree = self.inner.tree()?;
+        let mut out = BTreeMap::new();
+        for k in keys {
+            let canonical = key::canonical_key(k);
+            if out.contains_key(&canonical) {
+                continue;
+            }
+            if let Some(bytes) = tree
+                .get(prefixed(lay::RECORD, canonical.as_bytes()))
+                .map_err(|e| backend("get_many", e))?
+            {
+                let mut data = decode_record(&bytes, &canonical)?;
+                data.key = Some(canonical.clone());
+                out.insert(canonical, data);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn remove_many(&self, keys: &[&str], skip_commit: bool) -> Result<u64> {
+        let tree = self.inner.tree()?;
+        let mut seen = HashSet::new();
+        let mut canon = Vec::new();
+        for k in keys {
+            let c = validate_write_key(k)?;
+            if seen.insert(c.clone()) {
+                canon.push(c);
+            }
+        }
+        // Hooks run for the keys present now; the writer re-checks presence.
+        let mut present = Vec::with_capacity(canon.len());
+        for c in canon {
+            if tree
+                .contains_key(prefixed(lay::RECORD, c.as_bytes()))
+                .map_err(|e| backend("remove_many", e))?
+            {
+                let args = RemoveHookArgs {
+                    key: c.clone(),
+                    skip_commit,
+                };
+                self.inner.run_hooks(true, &args).await?;
+                present.push(c);
+            }
+        }
+        if present.is_empty() {
+            return Ok(0);
+        }
+        let removed = match run(
+            &self.inner,
+            KsOp::RemoveMany {
+                keys: present.clone(),
+                skip_commit,
+            },
+        )
+        .await?
+        {
+            Outcome::Count(n) => n,
+            _ => 0,
+        };
+        for c in present {
+            let args = RemoveHookArgs {
+                key: c,
+                skip_commit,
+            };
+            self.inner.run_hooks(false, &args).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn next_expires_at(&self) -> Result<Option<Timestamp>> {
+        let tree = self.inner.tree()?;
+        let first = tree
+            .range(vec![lay::EXPIRY]..lay::prefix_end(lay::EXPIRY))
+            .keys()
+            .next()
+            .transpose()
+            .map_err(|e| backend("next_expires_at", e))?;
+        Ok(first.and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
+    }
+
+    async fn peek_expired(
+        &self,
+        as_of: Option<Timestamp>,
+        limit: Option<usize>,
+    ) -> Result<ResultStream<String>> {
+        let tree = self.inner.tree()?;
+        let as_of = as_of.unwrap_or_else(|| self.inner.now());
+        let limit = limit.unwrap_or(usize::MAX);
+        let iter = tree
+            .range(vec![lay::EXPIRY]..lay::timed_bound(lay::EXPIRY, as_of.plus_millis(1)))
+            .keys()
+            .take(limit);
+        Ok(futures::stream::iter(iter.map(|item| {
+            let k = item.map_err(|e| backend("peek_expired", e))?;
+            Ok(lay::split_timed(&k)
+                .map(|(_, key)| String::from_utf8_lossy(key).into_owned())
+                .unwrap_or_default())
+        }))
+        .boxed())
+    }
+
+    fn changes(&self) -> ChangeStream {
+        let rx = self
+            .inner
+            .events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|tx| tx.subscribe());
+        change_stream(rx)
+    }
+
+    fn add_pre_remove_hook(&self, hook: RemoveHook) {
+        self.inner
+            .pre_hooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+
+    fn add_post_remove_hook(&self, hook: RemoveHook) {
+        self.inner
+            .post_hooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+}
+
+/// Turns a broadcast receiver into a change stream with the lag rule.
+pub(crate) fn change_stream(rx: Option<broadcast::Receiver<KeyStoreChange>>) -> ChangeStream {
+    match rx {
+        None => futures::stream::empty().boxed(),
+        Some(rx) => futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(ev) => Some((ev, rx)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    Some((KeyStoreChange::Lagged { missed }, rx))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+        .boxed(),
+    }
+}
+
+#[async_trait]
+impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
+    fn commit_log(&self) -> Option<Arc<dyn CommitLog>> {
+        if self.inner.settings.commit_log {
+            Some(Arc::new(SledCommitLog {
+                inner: Arc::clone(&self.inner),
+            }))
+        } else {
+            None
+        }
+    }
+
+    async fn put_meta(
+        &self,
+        key: &str,
+        metadata: AtMetaData,
+        options: WriteOptions,
+    ) -> Result<Option<i64>> {
+        let key = validate_write_key(key)?;
+        run(
+            &self.inner,
+            KsOp::Write {
+                key,
+                value: None,
+                meta: Some(metadata),
+                mode: WriteMode::PutMeta,
+                options,
+            },
+        )
+        .await
+        .map(expect_id)
+    }
+
+    async fn put_all(&self, key: &str, value: AtData, metadata: AtMetaData) -> Result<Option<i64>> {
+        let key = validate_write_key(key)?;
+        run(
+            &self.inner,
+            KsOp::Write {
+                key,
+                value: Some(value),
+                meta: Some(metadata),
+                mode: WriteMode::PutAll,
+                options: WriteOptions::default(),
+            },
+        )
+        .await
+        .map(expect_id)
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<AtMetaData>> {
+        match self.get(key).await {
+            Ok(d) => Ok(d.meta_data),
+            Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Compactable for SledKeyStore {
+    async fn compact(&self, dry_run: bool) -> Result<ResultStream<CompactedItem>> {
+        if !self.inner.settings.commit_log {
+            self.inner.tree()?;
+            return Ok(futures::stream::empty().boxed());
+        }
+        SledCommitLog {
+            inner: Arc::clone(&self.inner),
+        }
+        .compact(dry_run)
+        .await
+    }
+}
+
+impl SledCommitLog {
+    fn superseded(&self) -> Result<Vec<i64>> {
+        let tree = self.inner.tree()?;
+        let mut out = Vec::new();
+        for item in tree.range(vec![lay::COMMIT]..lay::prefix_end(lay::COMMIT)) {
+            let (k, v) = item.map_err(|e| backend("compact", e))?;
+            let Some(id) = lay::commit_id_of(&k) else {
+                continue;
+            };
+            let entry = decode_entry(&v, &k)?;
+            let latest = tree
+                .get(prefixed(lay::COMMIT_BY_KEY, entry.at_key.as_bytes()))
+                .map_err(|e| backend("compact", e))?
+                .and_then(|v| lay::read_i64(&v));
+            if latest != Some(id) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Plants a commit entry without touching the latest-entry index, to build the legacy
+    /// duplicate state compaction exists for. Test support only.
+    #[cfg(feature = "test-support")]
+    pub async fn plant_superseded_entry(&self, entry: CommitEntry) -> Result<()> {
+        run(&self.inner, KsOp::Plant { entry }).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Compactable for SledCommitLog {
+    async fn compact(&self, dry_run: bool) -> Result<ResultStream<CompactedItem>> {
+        let ids = self.superseded()?;
+        let ids = if dry_run || ids.is_empty() {
+            ids
+        } else {
+            match run(&self.inner, KsOp::RemoveSuperseded { ids }).await? {
+                Outcome::Ids(ids) => ids,
+                _ => Vec::new(),
+            }
+        };
+        Ok(futures::stream::iter(ids.into_iter().map(|i| Ok(CompactedItem::CommitId(i)))).boxed())
+    }
+}
+
+fn validate_commit_key(key: &str) -> Result<()> {
+    if key::classify(&key.to_lowercase()) == key::KeyType::InvalidKey {
+        return Err(PersistenceError::InvalidKey {
+            key: key.to_string(),
+            reason: "not a valid atKey".into(),
+        });
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl CommitLog for SledCommitLog {
+    async fn commit(&self, key: &str, op: CommitOp, op_time: Option<Timestamp>) -> Result<i64> {
+        self.inner.tree()?;
+        if key::is_commit_skipped(key) {
+            return Ok(-1);
+        }
+        validate_commit_key(key)?;
+        match run(
+            &self.inner,
+            KsOp::Commit {
+                key: key.to_string(),
+                op,
+                op_time,
+            },
+        )
+        .await?
+        {
+            Outcome::Id(Some(id)) => Ok(id),
+            _ => Ok(-1),
+        }
+    }
+
+    async fn remove_entry_for(&self, key: &str) -> Result<()> {
+        run(
+            &self.inner,
+            KsOp::RemoveEntryFor {
+                key: key.to_string(),
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn replay(&self, entry: CommitEntry) -> Result<()> {
+        match entry.commit_id {
+            None => {
+                return Err(PersistenceError::invalid_argument(
+                    "entry.commit_id",
+                    "a replayed entry needs a commit id",
+                ))
+            }
+            Some(id) if id < 0 => {
+                return Err(PersistenceError::invalid_argument(
+                    "entry.commit_id",
+                    format!("commit ids are non-negative, got {id}"),
+                ))
+            }
+            _ => {}
+        }
+        validate_commit_key(&entry.at_key)?;
+        run(&self.inner, KsOp::Replay { entry }).await.map(|_| ())
+    }
+
+    async fn raise_last_committed_sequence_number(&self, commit_id: i64) -> Result<()> {
+        run(&self.inner, KsOp::RaiseHwm { id: commit_id })
+            .await
+            .map(|_| ())
+    }
+
+    async fn iterate(&self, options: IterateOptions) -> Result<ResultStream<CommitEntry>> {
+        let tree = self.inner.tree()?;
+        let start = lay::commit_key(options.from_commit_id.unwrap_or(0).max(0));
+        let iter = tree.range(start..lay::prefix_end(lay::COMMIT));
+        Ok(futures::stream::iter(iter.filter_map(move |item| {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(backend("iterate", e))),
+            };
+            match decode_entry(&v, &k) {
+                Ok(e) if options.admits(&e) => Some(Ok(e)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            }
+        }))
+        .boxed())
+    }
+
+    async fn iterate_rev(&self, from_commit_id: Option<i64>) -> Result<ResultStream<CommitEntry>> {
+        let tree = self.inner.tree()?;
+        let end = match from_commit_id {
+            Some(id) if id < 0 => return Ok(futures::stream::empty().boxed()),
+            Some(id) => lay::commit_key(id.saturating_add(1)),
+            None => lay::prefix_end(lay::COMMIT),
+        };
+        let iter = tree.range(vec![lay::COMMIT]..end).rev();
+        Ok(futures::stream::iter(iter.map(|item| {
+            let (k, v) = item.map_err(|e| backend("iterate_rev", e))?;
+            decode_entry(&v, &k)
+        }))
+        .boxed())
+    }
+
+    async fn last_committed_sequence_number(&self) -> Result<i64> {
+        self.inner.tree()?;
+        Ok(lock(&self.inner.counters).hwm)
+    }
+
+    async fn first_committed_sequence_number(&self) -> Result<Option<i64>> {
+        let tree = self.inner.tree()?;
+        let first = tree
+            .range(vec![lay::COMMIT]..lay::prefix_end(lay::COMMIT))
+            .keys()
+            .next()
+            .transpose()
+            .map_err(|e| backend("first_committed_sequence_number", e))?;
+        Ok(first.and_then(|k| lay::commit_id_of(&k)))
+    }
+
+    async fn get_latest_commit_entry(&self, key: &str) -> Result<Option<CommitEntry>> {
+        let tree = self.inner.tree()?;
+        let Some(id) = tree
+            .get(prefixed(lay::COMMIT_BY_KEY, key.as_bytes()))
+            .map_err(|e| backend("get_latest_commit_entry", e))?
+        else {
+            return Ok(None);
+        };
+        let ck = match lay::read_i64(&id) {
+            Some(id) => lay::commit_key(id),
+            None => {
+                return Err(PersistenceError::CorruptRecord {
+                    store: COMMIT_STORE,
+                    key: key.to_string(),
+                    reason: "latest-entry index value is not 8 bytes".into(),
+                })
+            }
+        };
+        match tree
+            .get(&ck)
+            .map_err(|e| backend("get_latest_commit_entry", e))?
+        {
+            Some(v) => decode_entry(&v, &ck).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn entries_count(&self) -> Result<u64> {
+        self.inner.tree()?;
+        Ok(lock(&self.inner.counters).commit_count)
+    }
+
+    async fn size_bytes(&self) -> Result<u64> {
+        self.inner.db()?.size_on_disk()
+    }
+}
+
+impl KsInner {
+    /// Empties the keystore and its commit log and resets commit numbering.
+    pub(crate) async fn clear(self: &Arc<Self>) -> Result<()> {
+        run(self, KsOp::Clear).await.map(|_| ())
+    }
+}
+
+impl SledKeyStore {
+    /// Writes `value` verbatim (migration): no metadata builder, no commit entry, no event;
+    /// the expiry and availability indexes follow the stored metadata. Key rules apply.
+    pub async fn restore(&self, key: &str, value: AtData) -> Result<()> {
+        let key = validate_write_key(key)?;
+        run(&self.inner, KsOp::Restore { key, value })
+            .await
+            .map(|_| ())
+    }
+}
