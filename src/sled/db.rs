@@ -246,11 +246,6 @@ impl SledDb {
         }
     }
 
-    /// The directory of this database.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The atSign this database belongs to.
     pub(crate) fn at_sign(&self) -> &str {
         &self.at_sign

@@ -65,15 +65,18 @@ enum WriteMode {
 }
 
 /// One queued keystore operation.
+/// The arguments of a keystore write.
 #[derive(Debug)]
+struct WriteArgs {
+    key: String,
+    value: Option<AtData>,
+    meta: Option<AtMetaData>,
+    mode: WriteMode,
+    options: WriteOptions,
+}
+
 enum KsOp {
-    Write {
-        key: String,
-        value: Option<AtData>,
-        meta: Option<AtMetaData>,
-        mode: WriteMode,
-        options: WriteOptions,
-    },
+    Write(Box<WriteArgs>),
     Remove {
         key: String,
         options: RemoveOptions,
@@ -88,7 +91,7 @@ enum KsOp {
     },
     Restore {
         key: String,
-        value: AtData,
+        value: Box<AtData>,
     },
     Commit {
         key: String,
@@ -222,13 +225,6 @@ impl KsInner {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
     }
 
     fn tree(&self) -> Result<sled::Tree> {
@@ -413,13 +409,14 @@ impl KsInner {
     fn apply_op(&self, s: &mut Staging<'_>, c: &mut Counters, op: KsOp) -> Result<OpResult> {
         let mut events = Vec::new();
         let outcome = match op {
-            KsOp::Write {
-                key,
-                value,
-                meta,
-                mode,
-                options,
-            } => {
+            KsOp::Write(args) => {
+                let WriteArgs {
+                    key,
+                    value,
+                    meta,
+                    mode,
+                    options,
+                } = *args;
                 let existing = self.read_record(s, &key)?;
                 let asserted = options.asserted.as_ref();
                 let now = self.now();
@@ -540,7 +537,10 @@ impl KsInner {
             }
             KsOp::Restore { key, value } => {
                 let existing = self.read_record(s, &key)?;
-                let value = AtData { key: None, ..value };
+                let value = AtData {
+                    key: None,
+                    ..*value
+                };
                 Self::write_record(s, c, &key, existing.as_ref(), &value);
                 Outcome::Unit
             }
@@ -824,10 +824,6 @@ impl SledKeyStore {
         SledKeyStore { inner }
     }
 
-    pub(crate) fn inner(&self) -> &Arc<KsInner> {
-        &self.inner
-    }
-
     /// The number of records decoded while this store was opened. Opening reads only
     /// counters, so this stays a small constant however large the store is.
     #[cfg(feature = "test-support")]
@@ -956,13 +952,13 @@ impl KeyValueStore<AtData> for SledKeyStore {
         let key = validate_write_key(key)?;
         run(
             &self.inner,
-            KsOp::Write {
+            KsOp::Write(Box::new(WriteArgs {
                 key,
                 value: Some(value),
                 meta: None,
                 mode: WriteMode::Put,
                 options,
-            },
+            })),
         )
         .await
         .map(expect_id)
@@ -972,13 +968,13 @@ impl KeyValueStore<AtData> for SledKeyStore {
         let key = validate_write_key(key)?;
         run(
             &self.inner,
-            KsOp::Write {
+            KsOp::Write(Box::new(WriteArgs {
                 key,
                 value: Some(value),
                 meta: None,
                 mode: WriteMode::Create,
                 options,
-            },
+            })),
         )
         .await
         .map(expect_id)
@@ -1253,13 +1249,13 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
         let key = validate_write_key(key)?;
         run(
             &self.inner,
-            KsOp::Write {
+            KsOp::Write(Box::new(WriteArgs {
                 key,
                 value: None,
                 meta: Some(metadata),
                 mode: WriteMode::PutMeta,
                 options,
-            },
+            })),
         )
         .await
         .map(expect_id)
@@ -1269,13 +1265,13 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
         let key = validate_write_key(key)?;
         run(
             &self.inner,
-            KsOp::Write {
+            KsOp::Write(Box::new(WriteArgs {
                 key,
                 value: Some(value),
                 meta: Some(metadata),
                 mode: WriteMode::PutAll,
                 options: WriteOptions::default(),
-            },
+            })),
         )
         .await
         .map(expect_id)
@@ -1518,8 +1514,14 @@ impl SledKeyStore {
     /// the expiry and availability indexes follow the stored metadata. Key rules apply.
     pub async fn restore(&self, key: &str, value: AtData) -> Result<()> {
         let key = validate_write_key(key)?;
-        run(&self.inner, KsOp::Restore { key, value })
-            .await
-            .map(|_| ())
+        run(
+            &self.inner,
+            KsOp::Restore {
+                key,
+                value: Box::new(value),
+            },
+        )
+        .await
+        .map(|_| ())
     }
 }

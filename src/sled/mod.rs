@@ -18,3 +18,60 @@ pub use config::{
 pub use db::Durability;
 pub use factory::SledPersistenceFactory;
 pub use keystore::{SledCommitLog, SledKeyStore};
+
+/// The sled backend for the conformance suite.
+#[cfg(any(test, feature = "conformance"))]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SledBackend;
+
+#[cfg(any(test, feature = "conformance"))]
+impl crate::conformance::Backend for SledBackend {
+    fn name(&self) -> &'static str {
+        "sled"
+    }
+
+    fn new_factory(&self) -> std::sync::Arc<dyn crate::store::PersistenceFactory> {
+        std::sync::Arc::new(SledPersistenceFactory::new())
+    }
+
+    fn server_config(
+        &self,
+        root: &std::path::Path,
+        clock: std::sync::Arc<dyn crate::model::Clock>,
+    ) -> Box<dyn crate::store::PersistenceConfig> {
+        Box::new(
+            SledPersistenceConfig::server_defaults(
+                root.join("keys"),
+                root.join("commit_log"),
+                root.join("access_log"),
+                root.join("notifications"),
+            )
+            .with_cache_capacity(8 * 1024 * 1024)
+            .with_clock(clock),
+        )
+    }
+
+    fn client_config(
+        &self,
+        root: &std::path::Path,
+        clock: std::sync::Arc<dyn crate::model::Clock>,
+    ) -> Box<dyn crate::store::PersistenceConfig> {
+        Box::new(
+            SledPersistenceConfig::client_defaults(root.join("keys"))
+                .with_cache_capacity(8 * 1024 * 1024)
+                .with_clock(clock),
+        )
+    }
+
+    fn capabilities(&self) -> crate::conformance::Capabilities {
+        crate::conformance::Capabilities {
+            snapshots: false,
+            path_queries: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod conformance {
+    crate::conformance_suite!(super::SledBackend);
+}
