@@ -396,7 +396,8 @@ fn regex_is_a_case_sensitive_search() {
 
 #[test]
 fn unfiltered_cases() {
-    let cases: &[(Option<&str>, Option<&[&str]>, bool)] = &[
+    type Case<'a> = (Option<&'a str>, Option<&'a [&'a str]>, bool);
+    let cases: &[Case] = &[
         (None, None, true),
         (Some(".*"), None, true),
         (Some(".*"), Some(&[]), true),
