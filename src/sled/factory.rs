@@ -143,19 +143,6 @@ fn locations(config: &SledPersistenceConfig) -> [(&'static str, PathBuf); 4] {
     ]
 }
 
-/// Checks an atSign: '@' followed by 1 to 55 atSign characters (after lower-casing).
-fn check_at_sign(at_sign: &str) -> Result<()> {
-    // TEMPORARY until the key module's validate_at_sign lands.
-    let n = at_sign.chars().count();
-    if !at_sign.starts_with('@') || !(2..=56).contains(&n) {
-        return Err(PersistenceError::InvalidConfig {
-            field: "at_sign".into(),
-            reason: format!("{at_sign:?} is not '@' followed by 1-55 atSign characters"),
-        });
-    }
-    Ok(())
-}
-
 impl SledPersistenceFactory {
     /// A factory with no bundles.
     pub fn new() -> Self {
@@ -259,7 +246,7 @@ impl PersistenceFactory for SledPersistenceFactory {
                     config.backend()
                 ),
             })?;
-        check_at_sign(at_sign)?;
+        crate::key::validate_at_sign(at_sign)?;
         let requested = locations(config);
         let mut state = self.lock();
         if let Some(open) = state.bundles.get(at_sign) {

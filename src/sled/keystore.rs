@@ -142,6 +142,7 @@ pub(crate) struct KsInner {
     pre_hooks: RwLock<Vec<RemoveHook>>,
     post_hooks: RwLock<Vec<RemoveHook>>,
     /// Records decoded while opening (a test-support probe: must stay a small constant).
+    #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
     decoded_at_open: AtomicU64,
 }
 
@@ -250,6 +251,7 @@ impl KsInner {
     }
 
     /// Records decoded while opening this store.
+    #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
     pub(crate) fn decoded_at_open(&self) -> u64 {
         self.decoded_at_open.load(Ordering::Relaxed)
     }

@@ -2,6 +2,9 @@
 //! types. A consumer holds `Arc<dyn ...>` of these and never names the backend.
 
 mod bundle;
+
+pub use crate::key::KeyPattern;
+mod sync;
 mod traits;
 mod types;
 
@@ -9,6 +12,7 @@ pub use bundle::{
     BackendId, Bundle, BundleResources, DynKeyStore, PersistenceConfig, PersistenceFactory,
     ServerStores,
 };
+pub use sync::last_commit_id_for;
 pub use traits::{
     AccessLog, AtKeyValueStore, CommitLog, Compactable, KeyValueStore, NotificationEvent,
     NotificationKeystore, NotificationStream,
