@@ -71,6 +71,8 @@ impl BundleResources for SledBundleResources {
 
 struct OpenBundle {
     bundle: Arc<Bundle>,
+    #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
+    keystore: SledKeyStore,
     locations: [(&'static str, PathBuf); 4],
 }
 
@@ -149,6 +151,16 @@ impl SledPersistenceFactory {
         Self::default()
     }
 
+    /// The concrete keystore of an open bundle, for the crate's own tests.
+    #[cfg(feature = "test-support")]
+    #[doc(hidden)]
+    pub fn test_support_keystore(&self, at_sign: &str) -> Option<SledKeyStore> {
+        self.lock()
+            .bundles
+            .get(at_sign)
+            .map(|open| open.keystore.clone())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, FactoryState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -191,7 +203,7 @@ impl SledPersistenceFactory {
         at_sign: &str,
         config: &SledPersistenceConfig,
         created: &mut Vec<PathBuf>,
-    ) -> Result<Bundle> {
+    ) -> Result<(Bundle, SledKeyStore)> {
         let options = DbOptions {
             cache_capacity: config.cache_capacity(),
             durability: config.durability(),
@@ -214,14 +226,16 @@ impl SledPersistenceFactory {
             stores,
             closed: AtomicBool::new(false),
         });
-        Ok(Bundle::new(
+        let keystore = SledKeyStore::new(ks);
+        let bundle = Bundle::new(
             at_sign,
             BackendId::Sled,
-            Arc::new(SledKeyStore::new(ks)),
+            Arc::new(keystore.clone()),
             None,
             None,
             resources,
-        ))
+        );
+        Ok((bundle, keystore))
     }
 }
 
@@ -294,12 +308,13 @@ impl PersistenceFactory for SledPersistenceFactory {
         }
         let mut created = Vec::new();
         match Self::build(&mut state, at_sign, config, &mut created) {
-            Ok(bundle) => {
+            Ok((bundle, keystore)) => {
                 let bundle = Arc::new(bundle);
                 state.bundles.insert(
                     at_sign.to_string(),
                     OpenBundle {
                         bundle: Arc::clone(&bundle),
+                        keystore,
                         locations: requested,
                     },
                 );

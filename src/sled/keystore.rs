@@ -826,9 +826,19 @@ impl SledKeyStore {
         SledKeyStore { inner }
     }
 
+    /// This keystore's commit log as its concrete type, for the crate's own tests.
+    #[cfg(feature = "test-support")]
+    #[doc(hidden)]
+    pub fn test_support_commit_log(&self) -> SledCommitLog {
+        SledCommitLog {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
     /// The number of records decoded while this store was opened. Opening reads only
     /// counters, so this stays a small constant however large the store is.
     #[cfg(feature = "test-support")]
+    #[doc(hidden)]
     pub fn records_decoded_at_open(&self) -> u64 {
         self.inner.decoded_at_open()
     }
@@ -1327,6 +1337,7 @@ impl SledCommitLog {
     /// Plants a commit entry without touching the latest-entry index, to build the legacy
     /// duplicate state compaction exists for. Test support only.
     #[cfg(feature = "test-support")]
+    #[doc(hidden)]
     pub async fn plant_superseded_entry(&self, entry: CommitEntry) -> Result<()> {
         run(&self.inner, KsOp::Plant { entry }).await.map(|_| ())
     }
