@@ -840,7 +840,8 @@ impl CommitEntry {
     }
 
     /// `{"atKey": ..., "operation": "+", "opTime": "2024-01-01 00:00:00.000Z",
-    /// "commitId": 7}`: the operation by its symbol, `commitId` null when absent.
+    /// "commitId": 7}`: the operation by its symbol, `commitId` null when absent. (Dart
+    /// renders a missing opTime as the string `"null"`; here `op_time` is always set.)
     pub fn to_json(&self) -> Value {
         self.node().into_value()
     }
