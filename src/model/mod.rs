@@ -10,6 +10,7 @@ pub mod json;
 mod metadata;
 mod notification;
 pub mod notification_builder;
+pub mod stats;
 mod time;
 
 pub use access::AccessLogEntry;
@@ -23,4 +24,10 @@ pub use notification::{
     OperationType,
 };
 pub use notification_builder::AtNotificationBuilder;
+pub use stats::{
+    CompactionStats, ACCESS_LOG_COMPACTION_KEY, ACCESS_LOG_COMPACTION_KEY_STORED,
+    COMMIT_LOG_COMPACTION_KEY, COMMIT_LOG_COMPACTION_KEY_STORED, COMPACTION_TYPE_ACCESS_LOG,
+    COMPACTION_TYPE_COMMIT_LOG, COMPACTION_TYPE_NOTIFICATION_KEYSTORE, NOTIFICATION_COMPACTION_KEY,
+    NOTIFICATION_COMPACTION_KEY_STORED,
+};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
