@@ -12,18 +12,19 @@ use super::staging::Staging;
 use super::writer::{self, GroupProcessor, WriteQueue};
 use crate::error::{PersistenceError, Result};
 use crate::key;
+use crate::key::KeyPattern;
 use crate::model::{
     build_metadata, codec, AtData, AtMetaData, Clock, CommitEntry, CommitOp, Timestamp,
 };
 use crate::store::{
-    AtKeyValueStore, ChangeStream, CommitLog, Compactable, CompactedItem, IterateOptions,
-    KeyStoreChange, KeyValueStore, RemoveHook, RemoveHookArgs, RemoveOptions, ResultStream,
-    WriteOptions,
+    AtKeyValueStore, ChangeStream, CommitLog, Compactable, CompactedItem, IterateOptions, KeyEntry,
+    KeyStoreChange, KeyStoreSnapshot, KeyStoreStats, KeyStoreTxn, KeyValueStore, OrderByKey,
+    Predicate, RemoveHook, RemoveHookArgs, RemoveOptions, ResultStream, ScanOptions, WriteOptions,
 };
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{broadcast, oneshot};
 
@@ -113,6 +114,9 @@ enum KsOp {
     #[cfg(feature = "test-support")]
     Plant {
         entry: CommitEntry,
+    },
+    Txn {
+        ops: Vec<(String, Option<AtData>)>,
     },
     Clear,
 }
@@ -284,6 +288,9 @@ impl KsInner {
 
     fn unindex(s: &mut Staging<'_>, key: &str, old: &AtData) {
         if let Some(meta) = &old.meta_data {
+            if let Some(t) = meta.created_at {
+                s.remove(timed(lay::CREATED, t, key.as_bytes()));
+            }
             if let Some(t) = meta.expires_at {
                 s.remove(timed(lay::EXPIRY, t, key.as_bytes()));
             }
@@ -305,6 +312,9 @@ impl KsInner {
             None => c.key_count += 1,
         }
         if let Some(meta) = &new.meta_data {
+            if let Some(t) = meta.created_at {
+                s.insert(timed(lay::CREATED, t, key.as_bytes()), Vec::new());
+            }
             if let Some(t) = meta.expires_at {
                 s.insert(timed(lay::EXPIRY, t, key.as_bytes()), Vec::new());
             }
@@ -412,95 +422,40 @@ impl KsInner {
         let mut events = Vec::new();
         let outcome = match op {
             KsOp::Write(args) => {
-                let WriteArgs {
-                    key,
-                    value,
-                    meta,
-                    mode,
-                    options,
-                } = *args;
-                let existing = self.read_record(s, &key)?;
-                let asserted = options.asserted.as_ref();
-                let now = self.now();
-                let at_sign = self.settings.at_sign.as_str();
-                let op_time = asserted.and_then(|a| a.updated_at);
-                let (record, commit_op, event) = match mode {
-                    WriteMode::Create => Self::create_record(at_sign, value, asserted, now, &key),
-                    WriteMode::Put => match &existing {
-                        None => Self::create_record(at_sign, value, asserted, now, &key),
-                        Some(old) => {
-                            let value = value.unwrap_or_default();
-                            let meta = build_metadata(
-                                at_sign,
-                                value.meta_data.as_ref(),
-                                old.meta_data.as_ref(),
-                                asserted,
-                                now,
-                            );
-                            (
-                                AtData {
-                                    data: value.data,
-                                    meta_data: Some(meta),
-                                    key: None,
-                                },
-                                CommitOp::UpdateAll,
-                                KeyStoreChange::KeyUpdated { key: key.clone() },
-                            )
-                        }
-                    },
-                    WriteMode::PutAll | WriteMode::PutMeta => {
-                        let meta = build_metadata(
-                            at_sign,
-                            meta.as_ref(),
-                            existing.as_ref().and_then(|e| e.meta_data.as_ref()),
-                            asserted,
-                            now,
-                        );
-                        let data = if mode == WriteMode::PutAll {
-                            value.and_then(|v| v.data)
-                        } else {
-                            existing.as_ref().and_then(|e| e.data.clone())
-                        };
-                        let event = if existing.is_some() {
-                            KeyStoreChange::KeyUpdated { key: key.clone() }
-                        } else {
-                            KeyStoreChange::KeyAdded { key: key.clone() }
-                        };
-                        let op = if mode == WriteMode::PutAll {
-                            CommitOp::UpdateAll
-                        } else {
-                            CommitOp::UpdateMeta
-                        };
-                        (
-                            AtData {
-                                data,
-                                meta_data: Some(meta),
-                                key: None,
-                            },
-                            op,
-                            event,
-                        )
-                    }
-                };
-                Self::write_record(s, c, &key, existing.as_ref(), &record);
-                let id = self.record_commit(s, c, &key, commit_op, options.skip_commit, op_time)?;
+                let (id, event) = self.apply_write(s, c, *args)?;
                 events.push(event);
                 Outcome::Id(id)
             }
             KsOp::Remove { key, options } => {
-                if let Some(old) = self.read_record(s, &key)? {
-                    Self::delete_record(s, c, &key, &old);
-                }
-                let id = self.record_commit(
-                    s,
-                    c,
-                    &key,
-                    CommitOp::Delete,
-                    options.skip_commit,
-                    options.deleted_at,
-                )?;
+                let id = self.apply_remove(s, c, &key, options)?;
                 events.push(KeyStoreChange::KeyRemoved { key });
                 Outcome::Id(id)
+            }
+            KsOp::Txn { ops } => {
+                for (key, value) in ops {
+                    match value {
+                        Some(value) => {
+                            let meta = value.meta_data.clone();
+                            let (_, event) = self.apply_write(
+                                s,
+                                c,
+                                WriteArgs {
+                                    key,
+                                    value: Some(value),
+                                    meta,
+                                    mode: WriteMode::PutAll,
+                                    options: WriteOptions::default(),
+                                },
+                            )?;
+                            events.push(event);
+                        }
+                        None => {
+                            self.apply_remove(s, c, &key, RemoveOptions::default())?;
+                            events.push(KeyStoreChange::KeyRemoved { key });
+                        }
+                    }
+                }
+                Outcome::Unit
             }
             KsOp::RemoveMany { keys, skip_commit } => {
                 let mut n = 0;
@@ -609,6 +564,107 @@ impl KsInner {
             KsOp::Clear => unreachable_clear(),
         };
         Ok(OpResult { outcome, events })
+    }
+
+    fn apply_write(
+        &self,
+        s: &mut Staging<'_>,
+        c: &mut Counters,
+        args: WriteArgs,
+    ) -> Result<(Option<i64>, KeyStoreChange)> {
+        let WriteArgs {
+            key,
+            value,
+            meta,
+            mode,
+            options,
+        } = args;
+        let existing = self.read_record(s, &key)?;
+        let asserted = options.asserted.as_ref();
+        let now = self.now();
+        let at_sign = self.settings.at_sign.as_str();
+        let op_time = asserted.and_then(|a| a.updated_at);
+        let (record, commit_op, event) = match mode {
+            WriteMode::Create => Self::create_record(at_sign, value, asserted, now, &key),
+            WriteMode::Put => match &existing {
+                None => Self::create_record(at_sign, value, asserted, now, &key),
+                Some(old) => {
+                    let value = value.unwrap_or_default();
+                    let meta = build_metadata(
+                        at_sign,
+                        value.meta_data.as_ref(),
+                        old.meta_data.as_ref(),
+                        asserted,
+                        now,
+                    );
+                    (
+                        AtData {
+                            data: value.data,
+                            meta_data: Some(meta),
+                            key: None,
+                        },
+                        CommitOp::UpdateAll,
+                        KeyStoreChange::KeyUpdated { key: key.clone() },
+                    )
+                }
+            },
+            WriteMode::PutAll | WriteMode::PutMeta => {
+                let meta = build_metadata(
+                    at_sign,
+                    meta.as_ref(),
+                    existing.as_ref().and_then(|e| e.meta_data.as_ref()),
+                    asserted,
+                    now,
+                );
+                let data = if mode == WriteMode::PutAll {
+                    value.and_then(|v| v.data)
+                } else {
+                    existing.as_ref().and_then(|e| e.data.clone())
+                };
+                let event = if existing.is_some() {
+                    KeyStoreChange::KeyUpdated { key: key.clone() }
+                } else {
+                    KeyStoreChange::KeyAdded { key: key.clone() }
+                };
+                let op = if mode == WriteMode::PutAll {
+                    CommitOp::UpdateAll
+                } else {
+                    CommitOp::UpdateMeta
+                };
+                (
+                    AtData {
+                        data,
+                        meta_data: Some(meta),
+                        key: None,
+                    },
+                    op,
+                    event,
+                )
+            }
+        };
+        Self::write_record(s, c, &key, existing.as_ref(), &record);
+        let id = self.record_commit(s, c, &key, commit_op, options.skip_commit, op_time)?;
+        Ok((id, event))
+    }
+
+    fn apply_remove(
+        &self,
+        s: &mut Staging<'_>,
+        c: &mut Counters,
+        key: &str,
+        options: RemoveOptions,
+    ) -> Result<Option<i64>> {
+        if let Some(old) = self.read_record(s, key)? {
+            Self::delete_record(s, c, key, &old);
+        }
+        self.record_commit(
+            s,
+            c,
+            key,
+            CommitOp::Delete,
+            options.skip_commit,
+            options.deleted_at,
+        )
     }
 
     fn create_record(
@@ -1195,6 +1251,56 @@ impl KeyValueStore<AtData> for SledKeyStore {
         .boxed())
     }
 
+    fn supports_snapshots(&self) -> bool {
+        false
+    }
+
+    async fn snapshot(&self) -> Result<Box<dyn KeyStoreSnapshot<AtData>>> {
+        self.inner.tree()?;
+        Ok(Box::new(SledSnapshot {
+            store: self.clone(),
+            released: AtomicBool::new(false),
+        }))
+    }
+
+    async fn begin_transaction(&self) -> Result<Arc<dyn KeyStoreTxn<AtData>>> {
+        self.inner.tree()?;
+        Ok(Arc::new(SledTxn {
+            store: self.clone(),
+            state: Mutex::new(TxnState::default()),
+        }))
+    }
+
+    async fn stats(&self) -> Result<KeyStoreStats> {
+        let tree = self.inner.tree()?;
+        let db = self.inner.db()?;
+        let count = |prefix: u8| -> Result<u64> {
+            let mut n = 0;
+            for k in tree.range(vec![prefix]..lay::prefix_end(prefix)).keys() {
+                k.map_err(|e| backend("stats", e))?;
+                n += 1;
+            }
+            Ok(n)
+        };
+        let edge = |rev: bool| -> Result<Option<Timestamp>> {
+            let mut it = tree
+                .range(vec![lay::CREATED]..lay::prefix_end(lay::CREATED))
+                .keys();
+            let k = if rev { it.next_back() } else { it.next() };
+            Ok(k.transpose()
+                .map_err(|e| backend("stats", e))?
+                .and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
+        };
+        Ok(KeyStoreStats {
+            total_keys: lock(&self.inner.counters).key_count,
+            ttl_keys: count(lay::EXPIRY)?,
+            ttb_keys: count(lay::AVAILABLE)?,
+            size_bytes: db.size_on_disk()?,
+            oldest_created_at: edge(false)?,
+            newest_created_at: edge(true)?,
+        })
+    }
+
     fn changes(&self) -> ChangeStream {
         let rx = self
             .inner
@@ -1295,6 +1401,294 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
             Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    async fn restore(&self, key: &str, value: AtData) -> Result<()> {
+        let key = validate_write_key(key)?;
+        run(
+            &self.inner,
+            KsOp::Restore {
+                key,
+                value: Box::new(value),
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn scan_keys(
+        &self,
+        pattern: &KeyPattern,
+        options: ScanOptions,
+    ) -> Result<ResultStream<String>> {
+        let keys = self.scan_iter(pattern, options)?;
+        let skip = options.skip.unwrap_or(0);
+        let limit = options.limit.unwrap_or(usize::MAX);
+        Ok(futures::stream::iter(keys.skip(skip).take(limit)).boxed())
+    }
+
+    fn supports_path_queries(&self) -> bool {
+        true
+    }
+
+    async fn query_by_path(
+        &self,
+        pattern: &KeyPattern,
+        predicate: &Predicate,
+        options: ScanOptions,
+    ) -> Result<ResultStream<KeyEntry<AtData, AtMetaData>>> {
+        predicate.validate()?;
+        let tree = self.inner.tree()?;
+        let keys = self.scan_iter(
+            pattern,
+            ScanOptions {
+                include_expired: true,
+                ..options
+            },
+        )?;
+        let predicate = predicate.clone();
+        let entries = keys.filter_map(move |k| {
+            let key = match k {
+                Ok(k) => k,
+                Err(e) => return Some(Err(e)),
+            };
+            let bytes = match tree.get(prefixed(lay::RECORD, key.as_bytes())) {
+                Ok(Some(b)) => b,
+                Ok(None) => return None, // removed meanwhile
+                Err(e) => return Some(Err(backend("query_by_path", e))),
+            };
+            match decode_record(&bytes, &key) {
+                Ok(mut data) if predicate.matches_text(data.data.as_deref()) => {
+                    data.key = Some(key.clone());
+                    let metadata = data.meta_data.clone();
+                    Some(Ok(KeyEntry {
+                        key,
+                        data,
+                        metadata,
+                    }))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            }
+        });
+        let skip = options.skip.unwrap_or(0);
+        let limit = options.limit.unwrap_or(usize::MAX);
+        Ok(futures::stream::iter(entries.skip(skip).take(limit)).boxed())
+    }
+
+    async fn next_available_at(&self, as_of: Option<Timestamp>) -> Result<Option<Timestamp>> {
+        let tree = self.inner.tree()?;
+        let as_of = as_of.unwrap_or_else(|| self.inner.now());
+        let first = tree
+            .range(
+                lay::timed_bound(lay::AVAILABLE, as_of.plus_millis(1))
+                    ..lay::prefix_end(lay::AVAILABLE),
+            )
+            .keys()
+            .next()
+            .transpose()
+            .map_err(|e| backend("next_available_at", e))?;
+        Ok(first.and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
+    }
+
+    async fn peek_newly_available(
+        &self,
+        since: Timestamp,
+        as_of: Option<Timestamp>,
+        limit: Option<usize>,
+    ) -> Result<ResultStream<String>> {
+        let tree = self.inner.tree()?;
+        let as_of = as_of.unwrap_or_else(|| self.inner.now());
+        if as_of <= since {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let iter = tree
+            .range(
+                lay::timed_bound(lay::AVAILABLE, since.plus_millis(1))
+                    ..lay::timed_bound(lay::AVAILABLE, as_of.plus_millis(1)),
+            )
+            .keys()
+            .take(limit.unwrap_or(usize::MAX));
+        Ok(futures::stream::iter(iter.map(|item| {
+            let k = item.map_err(|e| backend("peek_newly_available", e))?;
+            Ok(lay::split_timed(&k)
+                .map(|(_, key)| String::from_utf8_lossy(key).into_owned())
+                .unwrap_or_default())
+        }))
+        .boxed())
+    }
+}
+
+type KeyIter = Box<dyn Iterator<Item = Result<String>> + Send>;
+
+impl SledKeyStore {
+    /// The keys `scan_keys` yields before skip and limit.
+    fn scan_iter(&self, pattern: &KeyPattern, options: ScanOptions) -> Result<KeyIter> {
+        let tree = self.inner.tree()?;
+        let hidden = if options.include_expired {
+            None
+        } else {
+            Some(self.inner.unavailable(&tree, self.inner.now())?)
+        };
+        let ordered: KeyIter = match options.order_by {
+            None | Some(OrderByKey::ByKey) => Box::new(record_keys(&tree)),
+            Some(OrderByKey::ByCreatedAt) => index_then_rest(&tree, lay::CREATED)?,
+            Some(OrderByKey::ByExpiresAt) => index_then_rest(&tree, lay::EXPIRY)?,
+        };
+        let pattern = pattern.clone();
+        Ok(Box::new(ordered.filter(move |k| match k {
+            Ok(k) => {
+                hidden.as_ref().is_none_or(|h| !h.contains(k.as_bytes())) && pattern.matches(k)
+            }
+            Err(_) => true,
+        })))
+    }
+}
+
+/// Every record key, ascending.
+fn record_keys(tree: &sled::Tree) -> impl Iterator<Item = Result<String>> + Send {
+    tree.range(vec![lay::RECORD]..lay::prefix_end(lay::RECORD))
+        .keys()
+        .map(|k| {
+            k.map(|k| String::from_utf8_lossy(&k[1..]).into_owned())
+                .map_err(|e| backend("scan", e))
+        })
+}
+
+/// The keys of a time index in time order, then every other record key (nulls last).
+fn index_then_rest(tree: &sled::Tree, prefix: u8) -> Result<KeyIter> {
+    let mut ordered = Vec::new();
+    let mut seen = HashSet::new();
+    for k in tree.range(vec![prefix]..lay::prefix_end(prefix)).keys() {
+        let k = k.map_err(|e| backend("scan", e))?;
+        if let Some((_, key)) = lay::split_timed(&k) {
+            seen.insert(key.to_vec());
+            ordered.push(Ok(String::from_utf8_lossy(key).into_owned()));
+        }
+    }
+    let rest = record_keys(tree).filter(move |k| match k {
+        Ok(k) => !seen.contains(k.as_bytes()),
+        Err(_) => true,
+    });
+    Ok(Box::new(ordered.into_iter().chain(rest)))
+}
+
+/// A live-reading snapshot (sled 0.34 has no read snapshot).
+struct SledSnapshot {
+    store: SledKeyStore,
+    released: AtomicBool,
+}
+
+#[async_trait]
+impl KeyStoreSnapshot<AtData> for SledSnapshot {
+    async fn get(&self, key: &str) -> Result<Option<AtData>> {
+        if self.released.load(Ordering::SeqCst) {
+            return Err(PersistenceError::SnapshotReleased);
+        }
+        match self.store.get(key).await {
+            Ok(d) => Ok(Some(d)),
+            Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn scan_keys(&self, pattern: &KeyPattern) -> Result<ResultStream<String>> {
+        if self.released.load(Ordering::SeqCst) {
+            return Err(PersistenceError::SnapshotReleased);
+        }
+        self.store.scan_keys(pattern, ScanOptions::default()).await
+    }
+
+    async fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Default)]
+struct TxnState {
+    /// Buffered operations in the order of each key's last operation.
+    ops: Vec<(String, Option<AtData>)>,
+    committed: bool,
+}
+
+impl TxnState {
+    fn buffer(&mut self, key: String, value: Option<AtData>) -> Result<()> {
+        if self.committed {
+            return Err(txn_used());
+        }
+        self.ops.retain(|(k, _)| *k != key);
+        self.ops.push((key, value));
+        Ok(())
+    }
+
+    fn lookup(&self, key: &str) -> Result<Option<Option<AtData>>> {
+        if self.committed {
+            return Err(txn_used());
+        }
+        Ok(self
+            .ops
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone()))
+    }
+}
+
+fn txn_used() -> PersistenceError {
+    PersistenceError::invalid_argument("transaction", "the transaction has already been committed")
+}
+
+/// A keystore transaction: a buffer applied as one atomic write group.
+struct SledTxn {
+    store: SledKeyStore,
+    state: Mutex<TxnState>,
+}
+
+#[async_trait]
+impl KeyStoreTxn<AtData> for SledTxn {
+    async fn put(&self, key: &str, value: AtData) -> Result<()> {
+        let key = validate_write_key(key)?;
+        lock(&self.state).buffer(key, Some(value))
+    }
+
+    async fn remove(&self, key: &str) -> Result<()> {
+        let key = validate_write_key(key)?;
+        lock(&self.state).buffer(key, None)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<AtData>> {
+        let canonical = key::canonical_key(key);
+        let buffered = lock(&self.state).lookup(&canonical)?;
+        match buffered {
+            Some(Some(mut v)) => {
+                v.key = Some(canonical);
+                Ok(Some(v))
+            }
+            Some(None) => Ok(None),
+            None => match self.store.get(key).await {
+                Ok(d) => Ok(Some(d)),
+                Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.get(key).await?.is_some())
+    }
+
+    async fn commit(&self) -> Result<()> {
+        let ops = {
+            let mut st = lock(&self.state);
+            if st.committed {
+                return Err(txn_used());
+            }
+            st.committed = true;
+            std::mem::take(&mut st.ops)
+        };
+        if ops.is_empty() {
+            return Ok(());
+        }
+        run(&self.store.inner, KsOp::Txn { ops }).await.map(|_| ())
     }
 }
 
@@ -1519,22 +1913,5 @@ impl KsInner {
     /// Empties the keystore and its commit log and resets commit numbering.
     pub(crate) async fn clear(self: &Arc<Self>) -> Result<()> {
         run(self, KsOp::Clear).await.map(|_| ())
-    }
-}
-
-impl SledKeyStore {
-    /// Writes `value` verbatim (migration): no metadata builder, no commit entry, no event;
-    /// the expiry and availability indexes follow the stored metadata. Key rules apply.
-    pub async fn restore(&self, key: &str, value: AtData) -> Result<()> {
-        let key = validate_write_key(key)?;
-        run(
-            &self.inner,
-            KsOp::Restore {
-                key,
-                value: Box::new(value),
-            },
-        )
-        .await
-        .map(|_| ())
     }
 }

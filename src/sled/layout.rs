@@ -11,6 +11,7 @@
 //! | `d` + canonical key (UTF-8) | envelope(`AtData`) |
 //! | `e` + instant + canonical key | empty: expiry index (`expires_at`) |
 //! | `a` + instant + canonical key | empty: availability index (`available_at`) |
+//! | `C` + instant + canonical key | empty: creation index (`created_at`) |
 //! | `c` + commit id | envelope(`CommitEntry`) |
 //! | `k` + atKey (UTF-8) | commit id: latest entry per atKey |
 //! | `m` + counter name | big-endian counter |
@@ -27,6 +28,8 @@ pub const RECORD: u8 = b'd';
 pub const EXPIRY: u8 = b'e';
 /// Prefix of the availability index.
 pub const AVAILABLE: u8 = b'a';
+/// Prefix of the creation-time index.
+pub const CREATED: u8 = b'C';
 /// Prefix of commit entries by id.
 pub const COMMIT: u8 = b'c';
 /// Prefix of the latest-commit-id-per-atKey index.
@@ -176,6 +179,10 @@ mod tests {
                 b"x"
             ]
             .concat()
+        );
+        assert_eq!(
+            timed(CREATED, Timestamp::from_millis(0), b"k"),
+            [&b"C"[..], &[0x80, 0, 0, 0, 0, 0, 0, 0], b"k"].concat()
         );
         assert_eq!(commit_key(258), vec![b'c', 0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(prefixed(COMMIT_BY_KEY, b"k@a"), b"kk@a".to_vec());

@@ -4,6 +4,7 @@
 mod bundle;
 
 pub use crate::key::KeyPattern;
+mod query;
 mod sync;
 mod traits;
 mod types;
@@ -12,10 +13,11 @@ pub use bundle::{
     BackendId, Bundle, BundleResources, DynKeyStore, PersistenceConfig, PersistenceFactory,
     ServerStores,
 };
+pub use query::{KeyEntry, KeyStoreStats, OrderByKey, Predicate, ScanOptions};
 pub use sync::last_commit_id_for;
 pub use traits::{
-    AccessLog, AtKeyValueStore, CommitLog, Compactable, KeyValueStore, NotificationEvent,
-    NotificationKeystore, NotificationStream,
+    AccessLog, AtKeyValueStore, CommitLog, Compactable, KeyStoreSnapshot, KeyStoreTxn,
+    KeyValueStore, KeyValueStoreExt, NotificationEvent, NotificationKeystore, NotificationStream,
 };
 pub use types::{
     ChangeStream, CommitFilter, CompactedItem, IterateOptions, KeyStoreChange, RemoveHook,

@@ -1,11 +1,13 @@
 //! The store traits. All are async and object-safe: a consumer holds `Arc<dyn ...>` and
 //! never names the backend.
 
+use super::query::{KeyEntry, KeyStoreStats, Predicate, ScanOptions};
 use super::types::{
     ChangeStream, CompactedItem, IterateOptions, RemoveHook, RemoveOptions, ResultStream,
     WriteOptions,
 };
 use crate::error::Result;
+use crate::key::KeyPattern;
 use crate::model::{AccessLogEntry, AtNotification, CommitEntry, CommitOp, Timestamp};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -75,6 +77,21 @@ pub trait KeyValueStore<V: Send + 'static>: Send + Sync {
         limit: Option<usize>,
     ) -> Result<ResultStream<String>>;
 
+    /// Whether [`snapshot`](Self::snapshot) gives real isolation. `false` for sled: sled
+    /// 0.34 has no read snapshot, so a snapshot reads live state (as both upstream backends
+    /// do).
+    fn supports_snapshots(&self) -> bool;
+
+    /// A read handle (see [`KeyStoreSnapshot`]).
+    async fn snapshot(&self) -> Result<Box<dyn KeyStoreSnapshot<V>>>;
+
+    /// Starts a transaction (see [`KeyStoreTxn`]); most callers use
+    /// [`KeyValueStoreExt::transaction`].
+    async fn begin_transaction(&self) -> Result<Arc<dyn KeyStoreTxn<V>>>;
+
+    /// A diagnostic summary (see [`KeyStoreStats`]).
+    async fn stats(&self) -> Result<KeyStoreStats>;
+
     /// A new subscription to this store's change events (see
     /// [`KeyStoreChange`](super::KeyStoreChange)).
     fn changes(&self) -> ChangeStream;
@@ -103,7 +120,107 @@ pub trait AtKeyValueStore<V: Send + 'static, T: Send + 'static>:
 
     /// The stored metadata, or `None` when the key is absent.
     async fn get_meta(&self, key: &str) -> Result<Option<T>>;
+
+    /// Writes `value` verbatim (migration): no metadata builder (version, timestamps and
+    /// authors are kept), no commit entry, no change event; the expiry and availability
+    /// indexes follow the stored metadata. Key rules apply. Idempotent.
+    async fn restore(&self, key: &str, value: V) -> Result<()>;
+
+    /// The keys matching `pattern` (API-5.0 2.3): available keys only unless
+    /// `options.include_expired`; ordered by `options.order_by`; `skip` then `limit` apply
+    /// after filtering.
+    async fn scan_keys(
+        &self,
+        pattern: &KeyPattern,
+        options: ScanOptions,
+    ) -> Result<ResultStream<String>>;
+
+    /// Whether [`query_by_path`](Self::query_by_path) is implemented (`true` for sled).
+    fn supports_path_queries(&self) -> bool;
+
+    /// The records whose key matches `pattern` and whose value, read as JSON, matches
+    /// `predicate`. Expiry is not filtered. Values are usually end-to-end encrypted on a
+    /// server, so this serves plaintext values only (public data, a client's local cache).
+    async fn query_by_path(
+        &self,
+        pattern: &KeyPattern,
+        predicate: &Predicate,
+        options: ScanOptions,
+    ) -> Result<ResultStream<KeyEntry<V, T>>>;
+
+    /// The smallest `available_at` strictly after `as_of` (default now), or `None`.
+    async fn next_available_at(&self, as_of: Option<Timestamp>) -> Result<Option<Timestamp>>;
+
+    /// Keys with `since < available_at <= as_of` (default now), ascending, at most `limit`.
+    async fn peek_newly_available(
+        &self,
+        since: Timestamp,
+        as_of: Option<Timestamp>,
+        limit: Option<usize>,
+    ) -> Result<ResultStream<String>>;
 }
+
+/// A read handle on a store (API-5.0 2.6). When the store does not support snapshots it
+/// reads live state: a write made after `snapshot()` is visible through it. After
+/// [`release`](Self::release) every read is
+/// [`SnapshotReleased`](crate::PersistenceError::SnapshotReleased).
+#[async_trait]
+pub trait KeyStoreSnapshot<V: Send + 'static>: Send + Sync {
+    /// The value, or `None` when absent.
+    async fn get(&self, key: &str) -> Result<Option<V>>;
+
+    /// The keys matching `pattern` (expired and unborn keys hidden, natural order).
+    async fn scan_keys(&self, pattern: &KeyPattern) -> Result<ResultStream<String>>;
+
+    /// Releases the handle; idempotent.
+    async fn release(&self);
+}
+
+/// A transaction: writes are buffered and applied together, atomically, by
+/// [`commit`](Self::commit) (API-5.0 2.5). Keys compare case-insensitively (canonical
+/// form); the latest operation per key wins, and operations are applied (taking commit
+/// ids and firing events) in the order of each key's last operation. Reads see the
+/// transaction's own view. Dropping the handle without `commit` discards everything.
+#[async_trait]
+pub trait KeyStoreTxn<V: Send + 'static>: Send + Sync {
+    /// Buffers a write (validated now). On the keystore it is applied like `put_all`
+    /// with the value's metadata, committing `UPDATE_ALL`.
+    async fn put(&self, key: &str, value: V) -> Result<()>;
+
+    /// Buffers a remove (validated now), committing `DELETE` when applied.
+    async fn remove(&self, key: &str) -> Result<()>;
+
+    /// The buffered value, `None` after a buffered remove, else the stored value (or
+    /// `None` when absent).
+    async fn get(&self, key: &str) -> Result<Option<V>>;
+
+    /// Whether [`get`](Self::get) would return a value.
+    async fn exists(&self, key: &str) -> Result<bool>;
+
+    /// Applies every buffered operation as one atomic unit. A second commit, or any use
+    /// after commit, is an [`InvalidArgument`](crate::PersistenceError::InvalidArgument).
+    async fn commit(&self) -> Result<()>;
+}
+
+/// The generic `transaction(body)` helper.
+#[async_trait]
+pub trait KeyValueStoreExt<V: Send + 'static>: KeyValueStore<V> {
+    /// Runs `body` with a new transaction and commits it when `body` returns `Ok`. When
+    /// `body` fails nothing is applied, no event fires and its error is returned as is.
+    async fn transaction<R, F, Fut>(&self, body: F) -> Result<R>
+    where
+        R: Send,
+        F: FnOnce(Arc<dyn KeyStoreTxn<V>>) -> Fut + Send,
+        Fut: std::future::Future<Output = Result<R>> + Send,
+    {
+        let txn = self.begin_transaction().await?;
+        let out = body(Arc::clone(&txn)).await?;
+        txn.commit().await?;
+        Ok(out)
+    }
+}
+
+impl<V: Send + 'static, S: KeyValueStore<V> + ?Sized> KeyValueStoreExt<V> for S {}
 
 /// The commit log clients sync from (API-5.0 4): at most one entry per atKey, ids dense at
 /// issue from 0, a high-water mark that never goes down.
