@@ -4,6 +4,7 @@
 mod bundle;
 
 pub use crate::key::KeyPattern;
+mod compaction;
 mod sync;
 mod traits;
 mod types;
@@ -12,6 +13,7 @@ pub use bundle::{
     BackendId, Bundle, BundleResources, DynKeyStore, PersistenceConfig, PersistenceFactory,
     ServerStores,
 };
+pub use compaction::{compact_and_report, CompactionReport, CompactionTarget};
 pub use sync::last_commit_id_for;
 pub use traits::{
     AccessLog, AtKeyValueStore, CommitLog, Compactable, KeyValueStore, NotificationEvent,
