@@ -479,9 +479,13 @@ impl NkInner {
         for item in tree.range(vec![EXPIRY]..end).keys().take(limit) {
             scanned += 1;
             let k = item.map_err(|e| backend("compact notifications", e))?;
-            let (t, id) =
-                lay::split_timed(&k).ok_or_else(|| corrupt(lay::render(&k), "short index key"))?;
-            let id = id_of(id, &k)?;
+            // An index entry that does not parse names no record: drop it.
+            let Some((t, id)) = lay::split_timed(&k)
+                .and_then(|(t, id)| String::from_utf8(id.to_vec()).ok().map(|id| (t, id)))
+            else {
+                s.remove(k.to_vec());
+                continue;
+            };
             // A stale index entry (not the one the record is filed under) is dropped
             // without touching the record.
             let current = filed(&s, &id)? == Some(t);
