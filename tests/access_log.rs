@@ -95,10 +95,9 @@ fn recount(entries: &[AccessLogEntry], at_signs: bool) -> Vec<(String, u64)> {
 fn last_pkam(entries: &[AccessLogEntry]) -> Option<AccessLogEntry> {
     let mut best: Option<&AccessLogEntry> = None;
     for e in entries {
-        if e.verb_name.as_deref() == Some("pkam") && e.request_date_time.is_some() {
-            if best.map_or(true, |b| e.request_date_time >= b.request_date_time) {
-                best = Some(e);
-            }
+        let pkam = e.verb_name.as_deref() == Some("pkam") && e.request_date_time.is_some();
+        if pkam && best.map_or(true, |b| e.request_date_time >= b.request_date_time) {
+            best = Some(e);
         }
     }
     best.cloned()
