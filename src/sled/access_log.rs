@@ -833,3 +833,90 @@ impl Compactable for SledAccessLog {
         .boxed())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_layouts() {
+        // These bytes are the on-disk format of the access_log tree; changing them breaks
+        // every existing log.
+        assert_eq!(TREE, "access_log");
+        assert_eq!(entry_key(258), vec![b'e', 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(entry_id(&entry_key(258)), Some(258));
+        assert_eq!(stat_key(KIND_AT_SIGN, "@bob"), b"ca@bob".to_vec());
+        assert_eq!(stat_key(KIND_KEY, "phone@x"), b"ckphone@x".to_vec());
+        assert_eq!(
+            encode_stat(3, 5),
+            [0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 5]
+        );
+        let rank = rank_key(KIND_AT_SIGN, 3, 5, "@b");
+        assert_eq!(
+            rank,
+            [
+                &b"ra"[..],
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc],
+                &[0, 0, 0, 0, 0, 0, 0, 5],
+                b"@b"
+            ]
+            .concat()
+        );
+        assert_eq!(split_rank(&rank), Some((&b"@b"[..], 3)));
+        assert_eq!(
+            occurrence_key(KIND_KEY, "k@x", 9),
+            [&b"ok"[..], &[0, 0, 0, 3], b"k@x", &[0, 0, 0, 0, 0, 0, 0, 9]].concat()
+        );
+        assert_eq!(
+            pkam_key(Timestamp::from_millis(1_704_067_200_000), 1),
+            [
+                &b"p"[..],
+                &[0x80, 0, 0x01, 0x8c, 0xc2, 0x51, 0xf4, 0x00],
+                &[0, 0, 0, 0, 0, 0, 0, 1]
+            ]
+            .concat()
+        );
+        assert_eq!(NEXT_ID, b"mnext_id");
+        assert_eq!(ENTRY_COUNT, b"mentry_count");
+    }
+
+    #[test]
+    fn rank_order_is_count_descending_then_first_occurrence() {
+        let mut keys = [
+            rank_key(KIND_AT_SIGN, 2, 9, "@late"),
+            rank_key(KIND_AT_SIGN, 5, 20, "@top"),
+            rank_key(KIND_AT_SIGN, 2, 1, "@early"),
+            rank_key(KIND_AT_SIGN, 1, 0, "@once"),
+        ];
+        keys.sort();
+        let names: Vec<&[u8]> = keys
+            .iter()
+            .filter_map(|k| split_rank(k))
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, [&b"@top"[..], b"@early", b"@late", b"@once"]);
+    }
+
+    #[test]
+    fn tallies_count_exact_verbs_only() {
+        let e = |verb: Option<&str>, from: Option<&str>, key: Option<&str>| AccessLogEntry {
+            from_at_sign: from.map(str::to_string),
+            request_date_time: None,
+            verb_name: verb.map(str::to_string),
+            lookup_key: key.map(str::to_string),
+        };
+        assert_eq!(
+            tally_of(&e(Some("pol"), Some("@a"), None)),
+            Some((KIND_AT_SIGN, "@a"))
+        );
+        assert_eq!(tally_of(&e(Some("pol"), None, None)), None);
+        assert_eq!(
+            tally_of(&e(Some("lookup"), None, Some("k"))),
+            Some((KIND_KEY, "k"))
+        );
+        assert_eq!(tally_of(&e(Some("lookup"), Some("@a"), None)), None);
+        assert_eq!(tally_of(&e(Some("plookup"), Some("@a"), Some("k"))), None);
+        assert_eq!(tally_of(&e(Some("Pol"), Some("@a"), None)), None);
+        assert_eq!(tally_of(&e(None, Some("@a"), Some("k"))), None);
+    }
+}

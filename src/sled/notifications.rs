@@ -1113,3 +1113,49 @@ impl Compactable for SledNotificationKeystore {
         .boxed())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_layouts() {
+        // These bytes are the on-disk format of the notifications tree; changing them
+        // breaks every existing store.
+        assert_eq!(TREE, "notifications");
+        assert_eq!(prefixed(RECORD, b"id-1"), b"nid-1".to_vec());
+        assert_eq!(prefixed(FILED, b"id-1"), b"yid-1".to_vec());
+        assert_eq!(
+            timed(EXPIRY, Timestamp::from_millis(1_704_067_200_000), b"id-1"),
+            [
+                &b"x"[..],
+                &[0x80, 0, 0x01, 0x8c, 0xc2, 0x51, 0xf4, 0x00],
+                b"id-1"
+            ]
+            .concat()
+        );
+        assert_eq!(
+            timed(EXPIRY, Timestamp::EPOCH, b"d"),
+            [&b"x"[..], &[0x80, 0, 0, 0, 0, 0, 0, 0], b"d"].concat()
+        );
+        assert_eq!(ENTRY_COUNT, b"mentry_count");
+    }
+
+    #[test]
+    fn id_rules() {
+        assert!(validate_id(&"a".repeat(248)).is_ok());
+        assert!(validate_id(&"💙".repeat(124)).is_ok());
+        assert!(matches!(
+            validate_id(&"💙".repeat(125)),
+            Err(PersistenceError::KeyTooLong {
+                len: 250,
+                max: 248,
+                ..
+            })
+        ));
+        assert!(matches!(
+            validate_id(""),
+            Err(PersistenceError::InvalidKey { .. })
+        ));
+    }
+}
