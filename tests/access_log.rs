@@ -652,3 +652,45 @@ async fn client_bundles_have_no_access_log() {
     assert!(b.access_log().is_none());
     assert!(b.notification_keystore().is_none());
 }
+
+#[tokio::test]
+async fn stores_sharing_one_directory_keep_their_data_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("all");
+    let cfg = SledPersistenceConfig::server_defaults(&one, &one, &one, &one);
+    let f = SledPersistenceFactory::new();
+    let (b, log) = open_with(&f, cfg.clone()).await;
+    let n = Arc::clone(b.notification_keystore().unwrap());
+    log.insert("@bob", "pol", None).await.unwrap();
+    let v = at_persistence_secondary_server::model::AtNotificationBuilder {
+        id: "n1".into(),
+        ..Default::default()
+    }
+    .build_at(T0);
+    n.put("n1", v, Default::default()).await.unwrap();
+    b.key_value_store()
+        .put(
+            "phone.wavi@alice",
+            at_persistence_secondary_server::model::AtData::new("1"),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    f.close().await;
+    drop((b, log, n));
+
+    let f = SledPersistenceFactory::new();
+    let (b, log) = open_with(&f, cfg).await;
+    let n = b.notification_keystore().unwrap();
+    assert_eq!(log.entries_count().await.unwrap(), 1);
+    assert_eq!(n.entries_count().await.unwrap(), 1);
+    assert_eq!(b.commit_log().unwrap().entries_count().await.unwrap(), 1);
+    assert_eq!(
+        log.most_visited_at_signs(3).await.unwrap(),
+        vec![("@bob".to_string(), 1)]
+    );
+    // Clearing the bundle empties every tree of the shared database.
+    b.clear().await.unwrap();
+    assert_eq!(log.entries_count().await.unwrap(), 0);
+    assert_eq!(n.entries_count().await.unwrap(), 0);
+}
