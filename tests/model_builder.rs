@@ -714,10 +714,10 @@ proptest! {
         }
         // Derived relatives are never non-positive.
         if a.derive_ttl && a.expires_at.is_some() {
-            prop_assert!(r.ttl.map_or(true, |ttl| ttl > 0));
+            prop_assert!(r.ttl.is_none_or(|ttl| ttl > 0));
         }
         if a.derive_ttb && a.available_at.is_some() {
-            prop_assert!(r.ttb.map_or(true, |ttb| ttb > 0));
+            prop_assert!(r.ttb.is_none_or(|ttb| ttb > 0));
         }
         // The caller-owned fields come from the chosen source alone.
         let src = source.cloned().unwrap_or_default();

@@ -66,11 +66,11 @@ impl KeyPattern {
             && self
                 .namespace
                 .as_deref()
-                .map_or(true, |ns| parsed.namespace.as_deref() == Some(ns))
+                .is_none_or(|ns| parsed.namespace.as_deref() == Some(ns))
             && self
                 .id_prefix
                 .as_deref()
-                .map_or(true, |prefix| parsed.id.starts_with(prefix))
+                .is_none_or(|prefix| parsed.id.starts_with(prefix))
     }
 }
 

@@ -130,7 +130,7 @@ impl SyncRule {
     /// Whether the regex (when there is one) finds a match anywhere in `at_key`
     /// (case-sensitive search; `None` matches everything).
     pub fn regex_matches(&self, at_key: &str) -> bool {
-        self.regex.as_ref().map_or(true, |re| re.is_match(at_key))
+        self.regex.as_ref().is_none_or(|re| re.is_match(at_key))
     }
 
     /// Whether a sync response on this connection may contain `at_key`: authorised AND

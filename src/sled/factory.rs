@@ -1,11 +1,16 @@
 //! [`SledPersistenceFactory`]: opens and caches per-atSign bundles, and owns the registry of
 //! open sled databases (one per canonical directory, shared by the stores that name it).
 
+use super::access_log::{AccessLogSettings, AlInner, SledAccessLog};
 use super::config::SledPersistenceConfig;
 use super::db::{check_dir_path, DbOptions, SledDb};
 use super::keystore::{KeyStoreSettings, KsInner, SledKeyStore};
+use super::notifications::{NkInner, NotificationSettings, SledNotificationKeystore};
 use crate::error::{PathDifference, PersistenceError, Result};
-use crate::store::{BackendId, Bundle, BundleResources, PersistenceConfig, PersistenceFactory};
+use crate::store::{
+    AccessLog, BackendId, Bundle, BundleResources, NotificationKeystore, PersistenceConfig,
+    PersistenceFactory,
+};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -222,6 +227,35 @@ impl SledPersistenceFactory {
             },
         )?;
         stores.push(Arc::new(Arc::clone(&ks)));
+        let mut access_log: Option<Arc<dyn AccessLog>> = None;
+        if config.enable_access_log() {
+            let db = Self::database(state, &config.access_log_path(), at_sign, &options, created)?;
+            let al = AlInner::open(
+                db,
+                AccessLogSettings {
+                    durability: config.durability(),
+                    clock: config.clock(),
+                    compaction_percentage: config.access_log_compaction_percentage(),
+                },
+            )?;
+            stores.push(Arc::new(Arc::clone(&al)));
+            access_log = Some(Arc::new(SledAccessLog::new(al)));
+        }
+        let mut notification_keystore: Option<Arc<dyn NotificationKeystore>> = None;
+        if config.enable_notification_keystore() {
+            let path = config.notification_storage_path();
+            let db = Self::database(state, &path, at_sign, &options, created)?;
+            let nk = NkInner::open(
+                db,
+                NotificationSettings {
+                    durability: config.durability(),
+                    clock: config.clock(),
+                    change_buffer: config.change_buffer(),
+                },
+            )?;
+            stores.push(Arc::new(Arc::clone(&nk)));
+            notification_keystore = Some(Arc::new(SledNotificationKeystore::new(nk)));
+        }
         let resources = Arc::new(SledBundleResources {
             stores,
             closed: AtomicBool::new(false),
@@ -231,8 +265,8 @@ impl SledPersistenceFactory {
             at_sign,
             BackendId::Sled,
             Arc::new(keystore.clone()),
-            None,
-            None,
+            access_log,
+            notification_keystore,
             resources,
         );
         Ok((bundle, keystore))

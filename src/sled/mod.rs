@@ -3,14 +3,17 @@
 //! This is the only module that uses the `sled` crate (written `::sled::` where this
 //! module's own name would be ambiguous).
 
+mod access_log;
 mod config;
 mod db;
 mod factory;
 mod keystore;
 pub(crate) mod layout;
+mod notifications;
 mod staging;
 mod writer;
 
+pub use access_log::SledAccessLog;
 pub use config::{
     SledPersistenceConfig, DEFAULT_CACHE_CAPACITY, DEFAULT_CHANGE_BUFFER,
     DEFAULT_COMPACTION_PERCENTAGE, DEFAULT_FLUSH_INTERVAL_MS,
@@ -18,6 +21,7 @@ pub use config::{
 pub use db::Durability;
 pub use factory::SledPersistenceFactory;
 pub use keystore::{SledCommitLog, SledKeyStore};
+pub use notifications::{SledNotificationKeystore, MAX_NOTIFICATION_ID_LENGTH};
 
 /// The sled backend for the conformance suite.
 #[cfg(any(test, feature = "conformance"))]

@@ -4,6 +4,7 @@
 mod bundle;
 
 pub use crate::key::KeyPattern;
+mod compaction;
 mod query;
 mod sync;
 mod traits;
@@ -13,6 +14,7 @@ pub use bundle::{
     BackendId, Bundle, BundleResources, DynKeyStore, PersistenceConfig, PersistenceFactory,
     ServerStores,
 };
+pub use compaction::{compact_and_report, CompactionReport, CompactionTarget};
 pub use query::{KeyEntry, KeyStoreStats, OrderByKey, Predicate, ScanOptions};
 pub use sync::last_commit_id_for;
 pub use traits::{
