@@ -166,6 +166,26 @@ macro_rules! conformance_suite {
             asserted_expires_at_wins_over_ttl_and_derive_ttl_derives_it,
             asserted_expires_at_without_ttl_still_expires,
             asserted_available_at_is_stored_and_governs_visibility,
+            // commit log (BEHAVIOR 4, API-5.0 4)
+            commit_log_skip_rule_returns_minus_one_and_consumes_no_id,
+            commit_log_keeps_one_entry_per_at_key,
+            commit_op_time_defaults_to_now_and_keeps_a_given_one,
+            iterate_yields_ascending_ids_from_an_inclusive_start_and_filters,
+            iterate_rev_yields_descending_ids_from_an_inclusive_start,
+            replay_stores_the_entry_verbatim_raises_the_mark_and_fires_no_events,
+            replay_is_idempotent_on_id_at_key_and_op,
+            replay_of_a_different_entry_under_a_stored_id_is_a_conflict,
+            replay_without_a_commit_id_is_invalid_argument,
+            replay_upserts_by_at_key_keeping_one_entry_per_key,
+            replayed_stale_id_then_commit_leaves_one_entry_with_the_new_floor,
+            replayed_ids_raise_the_mark_for_the_next_commit,
+            raise_last_committed_sequence_number_is_a_persistent_max,
+            remove_entry_for_deletes_the_entry_and_keeps_the_mark,
+            first_committed_sequence_number_is_the_exact_floor,
+            skip_deletes_until_excludes_old_deletes_except_the_latest,
+            skip_deletes_pushdown_gives_exactly_the_results_of_the_equivalent_filter,
+            bundle_clear_resets_commit_numbering,
+            high_water_mark_survives_a_restart_without_writes,
         );
     };
 }

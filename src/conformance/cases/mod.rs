@@ -1,8 +1,10 @@
 //! The conformance cases. Each is `pub async fn name(backend: &dyn Backend)` and panics on
 //! a violated expectation.
 
+mod commit_log;
 mod keystore;
 
+pub use commit_log::*;
 pub use keystore::*;
 
 use crate::model::{AtData, AtMetaData, CommitEntry, CommitOp, Timestamp};
