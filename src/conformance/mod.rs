@@ -186,6 +186,23 @@ macro_rules! conformance_suite {
             skip_deletes_pushdown_gives_exactly_the_results_of_the_equivalent_filter,
             bundle_clear_resets_commit_numbering,
             high_water_mark_survives_a_restart_without_writes,
+            // factory, bundle, lifecycle (API-5.0 1, BEHAVIOR 9.1, 9.5)
+            initialize_wires_a_server_bundle,
+            initialize_twice_with_equal_locations_returns_the_same_bundle,
+            bundle_for_is_none_before_initialize_and_for_other_at_signs,
+            initialize_at_other_locations_is_a_storage_conflict_listing_the_fields,
+            equivalent_paths_name_the_same_bundle_and_other_directories_conflict,
+            two_at_signs_in_one_factory_are_isolated,
+            two_factories_are_independent,
+            factory_close_is_idempotent_and_reinitialize_reopens_the_same_data,
+            a_bundle_closed_directly_counts_as_absent_and_is_rebuilt,
+            close_for_closes_only_that_at_sign,
+            every_store_call_on_a_closed_bundle_is_store_closed,
+            clear_empties_the_stores_resets_numbering_and_keeps_handles_usable,
+            client_bundle_has_only_a_commit_log_free_keystore,
+            config_of_another_backend_type_is_invalid_config,
+            malformed_at_signs_are_invalid_config,
+            restart_cycles_keep_every_value_and_never_lower_the_mark,
         );
     };
 }

@@ -3,9 +3,11 @@
 
 mod commit_log;
 mod keystore;
+mod lifecycle;
 
 pub use commit_log::*;
 pub use keystore::*;
+pub use lifecycle::*;
 
 use crate::model::{AtData, AtMetaData, CommitEntry, CommitOp, Timestamp};
 use crate::store::{
