@@ -125,15 +125,34 @@ pub(crate) fn lexical(p: &Path) -> PathBuf {
     out
 }
 
+/// The real location `p` names: its longest existing ancestor with symlinks resolved, with
+/// the components that do not exist yet appended. `None` when nothing of it exists.
+fn resolve(p: &Path) -> Option<PathBuf> {
+    let lex = lexical(p);
+    let mut existing = lex.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            let mut out = real;
+            for c in rest.iter().rev() {
+                out.push(c);
+            }
+            return Some(out);
+        }
+        rest.push(existing.file_name()?.to_os_string());
+        existing = existing.parent()?;
+    }
+}
+
 /// Whether two configured locations name the same place (API-5.0 1.5): equal lexical
-/// forms, or both exist and resolve to the same real path. Two paths that cannot be
-/// resolved are never equal.
+/// forms, or the same real location once symlinks are resolved (a symlink equals its
+/// target). Locations that cannot be resolved at all are never equal.
 pub(crate) fn same_location(a: &Path, b: &Path) -> bool {
     if lexical(a) == lexical(b) {
         return true;
     }
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
+    match (resolve(a), resolve(b)) {
+        (Some(x), Some(y)) => x == y,
         _ => false,
     }
 }
