@@ -600,3 +600,44 @@ async fn two_factories_cannot_hold_one_directory() {
     let err = f2.initialize("@alice", &cfg).await.unwrap_err();
     assert!(matches!(err, PersistenceError::AlreadyOpen { .. }), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_reads_does_not_hold_up_writers_and_learns_what_it_missed() {
+    use at_persistence_secondary_server::store::KeyStoreChange;
+    let dir = tempfile::tempdir().unwrap();
+    let f = SledPersistenceFactory::new();
+    let cfg = server(dir.path()).with_change_buffer(16).with_durability(
+        at_persistence_secondary_server::sled::Durability::Periodic { interval_ms: 500 },
+    );
+    let b = f.initialize("@alice", &cfg).await.unwrap();
+    let ks = b.key_value_store();
+    let mut idle = ks.changes(); // never polled during the writes
+    for i in 0..2_000 {
+        ks.put(
+            &format!("k{i}.lag@alice"),
+            AtData::new("v"),
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        idle.next().await,
+        Some(KeyStoreChange::Lagged { missed: 2_000 - 16 })
+    );
+    // Then the 16 newest events, in order.
+    for i in 2_000 - 16..2_000 {
+        assert_eq!(
+            idle.next().await,
+            Some(KeyStoreChange::KeyAdded {
+                key: format!("k{i}.lag@alice")
+            })
+        );
+    }
+    f.close().await;
+    assert_eq!(
+        idle.next().await,
+        None,
+        "the stream ends when the store closes"
+    );
+}
