@@ -736,9 +736,9 @@ mod transactions {
         let mut child = Child::spawn("transactions", dir, seed)?;
         let mut rng = Rng::new(seed);
         child.wait_ready(|l| Err(format!("unexpected line before ready: {l}")))?;
-        // Let 0-2 commits complete (measuring them), then kill inside the next one after a
-        // random delay shorter than the fastest commit seen.
-        let complete_first = rng.below(3);
+        // Let 1-2 commits complete (measuring them), then kill inside the next one after a
+        // random delay between 10% and 90% of the fastest commit seen.
+        let complete_first = 1 + rng.below(2);
         let mut acked: Option<u64> = None;
         let mut started: Option<(u64, Instant)> = None;
         let mut fastest: Option<Duration> = None;
@@ -768,8 +768,8 @@ mod transactions {
                 _ => return Err(format!("unexpected child output {l:?}").into()),
             }
         };
-        let window = fastest.unwrap_or(Duration::from_millis(4));
-        let delay = window.mul_f64(0.8 * (rng.below(1000) as f64 / 1000.0));
+        let window = fastest.ok_or("no commit was measured")?;
+        let delay = window.mul_f64(0.1 + 0.8 * (rng.below(1000) as f64 / 1000.0));
         std::thread::sleep(delay);
         let rest = child.kill()?;
         let mut in_window = 1;
@@ -781,7 +781,8 @@ mod transactions {
                 return Err(format!("the child started another commit: {l}").into());
             }
         }
-        let acks = acked.map_or(0, |n| n + 1);
+        // Every acknowledged transaction's puts are checked (through the last one's values).
+        let acks = acked.map_or(0, |n| (n + 1) * KEYS as u64);
         reopen(dir, move |b| Box::pin(check(b, acked, target)))?;
         Ok(Figures {
             acks,
