@@ -203,6 +203,33 @@ macro_rules! conformance_suite {
             config_of_another_backend_type_is_invalid_config,
             malformed_at_signs_are_invalid_config,
             restart_cycles_keep_every_value_and_never_lower_the_mark,
+            // rich keystore surface (API-5.0 2.2-2.7, 3.3, 3.6, 9)
+            scan_keys_filters_by_each_key_pattern_field_and_ands_them,
+            scan_keys_orders_pages_and_puts_missing_fields_last,
+            scan_keys_hides_expired_and_unborn_keys_at_the_boundary,
+            exists_agrees_with_get_scan_keys_and_get_keys,
+            snapshot_reads_live_state_and_fails_after_release,
+            transaction_applies_puts_as_put_all_and_returns_the_body_value,
+            transaction_body_error_applies_nothing_and_returns_the_error,
+            transaction_reads_see_the_buffer_over_the_store,
+            transaction_latest_op_per_key_wins_in_the_order_of_last_ops,
+            transaction_handles_reject_bad_keys_reuse_and_discard_on_drop,
+            stats_count_records_expiry_availability_and_creation_edges,
+            query_by_path_matches_values_read_as_json,
+            next_available_at_and_peek_newly_available_follow_the_availability_index,
+            restore_keeps_every_field_without_commit_or_event_and_is_idempotent,
+            restore_indexes_follow_the_stored_metadata,
+            asserted_timestamps_reach_the_time_indexes,
+            bad_input_to_rich_methods_is_typed_and_changes_nothing,
+            // notification keystore surface (API-5.0 2, 5.4, 9)
+            notification_get_many_and_remove_many_count_present_ids,
+            notification_exists_and_changes_follow_put_and_remove,
+            notification_snapshot_reads_live_state_and_scans_only_the_unrestricted_pattern,
+            notification_transaction_applies_atomically_or_not_at_all,
+            notification_stats_count_ttls_and_date_edges,
+            notification_expiry_queries_use_the_effective_expiry,
+            notification_expiry_index_survives_removes_clear_compact_and_reopen,
+            notification_bad_input_is_typed_and_changes_nothing,
         );
     };
 }

@@ -4,10 +4,14 @@
 mod commit_log;
 mod keystore;
 mod lifecycle;
+mod notifications;
+mod rich;
 
 pub use commit_log::*;
 pub use keystore::*;
 pub use lifecycle::*;
+pub use notifications::*;
+pub use rich::*;
 
 use crate::model::{AtData, AtMetaData, CommitEntry, CommitOp, Timestamp};
 use crate::store::{
