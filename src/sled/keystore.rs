@@ -718,22 +718,74 @@ impl KsInner {
         s.commit_op();
     }
 
-    /// Empties the tree in bounded chunks, each atomic and each keeping the counters
-    /// consistent with what is left; the high-water mark is reset last.
+    /// Empties the tree in bounded chunks. Each chunk is one atomic batch that removes
+    /// whole logical units — a record with its index entries and its commit entry, then the
+    /// remaining commit entries (tombstones) with their latest-entry pointers — and keeps
+    /// the counters equal to what is left, so a crash part-way leaves a smaller, consistent
+    /// store. The high-water mark is reset last, so ids are never reused unless the clear
+    /// completed.
     fn clear_tree(&self, tree: &sled::Tree, c: &mut Counters) -> Result<()> {
-        const CHUNK: usize = 4096;
+        const CHUNK: usize = 1024;
+        // 1. Records, with their indexes and commit entries.
+        loop {
+            let mut local = *c;
+            let mut s = Staging::new(tree);
+            let mut n = 0;
+            for item in tree
+                .range(vec![lay::RECORD]..lay::prefix_end(lay::RECORD))
+                .take(CHUNK)
+            {
+                let (k, v) = item.map_err(|e| backend("clear", e))?;
+                let key = String::from_utf8_lossy(&k[1..]).into_owned();
+                match decode_record(&v, &key) {
+                    Ok(old) => Self::delete_record(&mut s, &mut local, &key, &old),
+                    // An undecodable record goes alone; its index entries (if any) are
+                    // swept in step 3.
+                    Err(_) => {
+                        s.remove(k.to_vec());
+                        local.key_count = local.key_count.saturating_sub(1);
+                    }
+                }
+                Self::purge(&mut s, &mut local, &key)?;
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            Self::stage_counters(&mut s, c, &local);
+            s.apply()?;
+            *c = local;
+        }
+        // 2. Commit entries without a record (tombstones), with their pointers.
+        loop {
+            let mut local = *c;
+            let mut s = Staging::new(tree);
+            let mut n = 0;
+            for item in tree
+                .range(vec![lay::COMMIT_BY_KEY]..lay::prefix_end(lay::COMMIT_BY_KEY))
+                .keys()
+                .take(CHUNK)
+            {
+                let k = item.map_err(|e| backend("clear", e))?;
+                let at_key = String::from_utf8_lossy(&k[1..]).into_owned();
+                Self::purge(&mut s, &mut local, &at_key)?;
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            Self::stage_counters(&mut s, c, &local);
+            s.apply()?;
+            *c = local;
+        }
+        // 3. Anything left (legacy duplicates, entries of undecodable records).
         loop {
             let mut batch = sled::Batch::default();
             let mut n = 0;
-            let mut records = 0u64;
-            let mut entries = 0u64;
             for item in tree.iter().keys() {
                 let k = item.map_err(|e| backend("clear", e))?;
-                match k.first() {
-                    Some(&lay::COUNTER) => continue,
-                    Some(&lay::RECORD) => records += 1,
-                    Some(&lay::COMMIT) => entries += 1,
-                    _ => {}
+                if k.first() == Some(&lay::COUNTER) {
+                    continue;
                 }
                 batch.remove(k);
                 n += 1;
@@ -744,10 +796,6 @@ impl KsInner {
             if n == 0 {
                 break;
             }
-            c.key_count = c.key_count.saturating_sub(records);
-            c.commit_count = c.commit_count.saturating_sub(entries);
-            batch.insert(lay::KEY_COUNT, &c.key_count.to_be_bytes()[..]);
-            batch.insert(lay::COMMIT_COUNT, &c.commit_count.to_be_bytes()[..]);
             tree.apply_batch(batch).map_err(|e| backend("clear", e))?;
         }
         let mut batch = sled::Batch::default();
