@@ -1258,7 +1258,8 @@ impl KeyStoreSnapshot<AtNotification> for NotificationSnapshot {
         }
     }
 
-    /// Notification ids are not atKeys: only the unrestricted pattern matches them
+    /// Ids are matched with [`KeyPattern::matches`]: the unrestricted pattern yields every
+    /// id, and an id that does not parse as an atKey (a UUID, say) matches no atKey field
     /// (API-5.0 2.3, the 5.0 placement of `scanKeys`).
     async fn scan_keys(&self, pattern: &KeyPattern) -> Result<ResultStream<String>> {
         if self.released.load(Ordering::SeqCst) {
