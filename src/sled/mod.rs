@@ -11,6 +11,7 @@ mod keystore;
 pub(crate) mod layout;
 mod notifications;
 mod staging;
+mod verify;
 mod writer;
 
 pub use access_log::SledAccessLog;
