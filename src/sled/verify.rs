@@ -42,9 +42,12 @@
 //!
 //! # Damage
 //!
-//! Bad bytes are reported, never a panic. A read error of the engine is reported as
-//! [`Problem::Unreadable`] and ends the check of that store; a panic inside the engine is
-//! contained and reported the same way.
+//! Bad bytes are reported, never a panic. A read error of the engine (sled's checksum
+//! catching a damaged page of the file, an I/O error) is reported as
+//! [`Problem::Unreadable`] at the key being read, or at `(scan)` for the pass itself, which
+//! goes on past the error and gives up after 16 of them; counters are compared only after
+//! a pass that read everything. A panic inside the engine is contained and reported the
+//! same way.
 
 use super::access_log::{self as al, AlInner};
 use super::keystore::{self as ks, KsInner};
@@ -236,6 +239,65 @@ impl Reader<'_> {
     }
 }
 
+/// Engine errors one scan reports before it gives up on the rest of its tree.
+const MAX_SCAN_ERRORS: u32 = 16;
+
+/// The key-ordered pass over one tree. An engine error is reported and the pass goes on
+/// (sled may step past the damaged page) until [`MAX_SCAN_ERRORS`] errors; counters are
+/// compared only after a pass without errors.
+struct Scan {
+    store: &'static str,
+    errors: u32,
+    last_error: Option<String>,
+}
+
+impl Scan {
+    fn new(store: &'static str) -> Self {
+        Scan {
+            store,
+            errors: 0,
+            last_error: None,
+        }
+    }
+
+    /// The item, or `None` after reporting its error.
+    fn next(
+        &mut self,
+        r: &mut VerifyReport,
+        item: sled::Result<(sled::IVec, sled::IVec)>,
+    ) -> Option<(sled::IVec, sled::IVec)> {
+        match item {
+            Ok(kv) => Some(kv),
+            Err(e) => {
+                let e = e.to_string();
+                self.errors += 1;
+                let reason = if self.last_error.as_deref() == Some(e.as_str()) {
+                    // sled repeats the error of a page it cannot step past: stop there.
+                    self.errors = MAX_SCAN_ERRORS;
+                    "the pass cannot step past this error; the rest of the tree was not checked"
+                        .to_string()
+                } else if self.given_up() {
+                    format!("{e}; giving up: the rest of the tree was not checked")
+                } else {
+                    e.clone()
+                };
+                self.last_error = Some(e);
+                r.push(self.store, "(scan)", Problem::Unreadable { reason });
+                None
+            }
+        }
+    }
+
+    fn given_up(&self) -> bool {
+        self.errors >= MAX_SCAN_ERRORS
+    }
+
+    /// Whether every item was read (so counts are exact).
+    fn complete(&self) -> bool {
+        self.errors == 0
+    }
+}
+
 fn undecodable(e: crate::PersistenceError) -> Problem {
     Problem::Undecodable {
         reason: match e {
@@ -317,19 +379,13 @@ struct KsTally {
 fn check_keystore(tree: &sled::Tree, r: &mut VerifyReport) {
     let rd = Reader { tree };
     let mut t = KsTally::default();
+    let mut scan = Scan::new(KEYSTORE);
     for item in tree.iter() {
-        let (k, v) = match item {
-            Ok(kv) => kv,
-            Err(e) => {
-                r.push(
-                    KEYSTORE,
-                    "(scan)",
-                    Problem::Unreadable {
-                        reason: format!("{e}; the rest of the tree was not checked"),
-                    },
-                );
+        let Some((k, v)) = scan.next(r, item) else {
+            if scan.given_up() {
                 break;
             }
+            continue;
         };
         match k.first().copied() {
             Some(lay::RECORD) => {
@@ -366,6 +422,11 @@ fn check_keystore(tree: &sled::Tree, r: &mut VerifyReport) {
             }
         }
     }
+    r.record_checked(KEYSTORE, t.records, t.ks_entries);
+    r.record_checked(COMMIT_LOG, t.commit_entries, t.cl_entries);
+    if !scan.complete() {
+        return;
+    }
     let key_count = rd.counter(r, KEYSTORE, "key_count", lay::KEY_COUNT, 0);
     compare_counter(r, KEYSTORE, "key_count", key_count, t.records);
     let cl_count = rd.counter(r, COMMIT_LOG, "cl_count", lay::COMMIT_COUNT, 0);
@@ -383,8 +444,6 @@ fn check_keystore(tree: &sled::Tree, r: &mut VerifyReport) {
             }
         }
     }
-    r.record_checked(KEYSTORE, t.records, t.ks_entries);
-    r.record_checked(COMMIT_LOG, t.commit_entries, t.cl_entries);
 }
 
 fn check_record(rd: &Reader<'_>, r: &mut VerifyReport, key: &[u8], value: &[u8]) {
@@ -578,20 +637,13 @@ fn check_access_log(tree: &sled::Tree, r: &mut VerifyReport) {
     let rd = Reader { tree };
     let mut t = AlTally::default();
     let mut group: Option<Group> = None;
+    let mut scan = Scan::new(ACCESS_LOG);
     for item in tree.iter() {
-        let (k, v) = match item {
-            Ok(kv) => kv,
-            Err(e) => {
-                r.push(
-                    ACCESS_LOG,
-                    "(scan)",
-                    Problem::Unreadable {
-                        reason: format!("{e}; the rest of the tree was not checked"),
-                    },
-                );
-                group = None;
+        let Some((k, v)) = scan.next(r, item) else {
+            if scan.given_up() {
                 break;
             }
+            continue;
         };
         t.entries += 1;
         match k.first().copied() {
@@ -633,6 +685,10 @@ fn check_access_log(tree: &sled::Tree, r: &mut VerifyReport) {
             ),
         }
     }
+    r.record_checked(ACCESS_LOG, t.records, t.entries);
+    if !scan.complete() {
+        return;
+    }
     if let Some(done) = group.take() {
         finish_group(&rd, r, &done);
     }
@@ -653,7 +709,6 @@ fn check_access_log(tree: &sled::Tree, r: &mut VerifyReport) {
             );
         }
     }
-    r.record_checked(ACCESS_LOG, t.records, t.entries);
 }
 
 fn kind_name(kind: u8) -> &'static str {
@@ -844,15 +899,12 @@ fn check_occurrence(rd: &Reader<'_>, r: &mut VerifyReport, k: &[u8]) -> Option<(
             entry_shown(id),
             stray(what, "the entry does not exist"),
         ),
-        Some(Some(e)) => {
-            if al::tally_of(&e) != Some((kind, name.as_str())) {
-                r.push(
-                    ACCESS_LOG,
-                    entry_shown(id),
-                    stray(what, "the entry is not tallied under this name"),
-                );
-            }
-        }
+        Some(Some(e)) if al::tally_of(&e) != Some((kind, name.as_str())) => r.push(
+            ACCESS_LOG,
+            entry_shown(id),
+            stray(what, "the entry is not tallied under this name"),
+        ),
+        Some(Some(_)) => {}
     }
     Some((kind, name, id))
 }
@@ -938,19 +990,13 @@ fn check_notifications(tree: &sled::Tree, r: &mut VerifyReport) {
     let rd = Reader { tree };
     let mut records = 0u64;
     let mut entries = 0u64;
+    let mut scan = Scan::new(NOTIFICATIONS);
     for item in tree.iter() {
-        let (k, v) = match item {
-            Ok(kv) => kv,
-            Err(e) => {
-                r.push(
-                    NOTIFICATIONS,
-                    "(scan)",
-                    Problem::Unreadable {
-                        reason: format!("{e}; the rest of the tree was not checked"),
-                    },
-                );
+        let Some((k, v)) = scan.next(r, item) else {
+            if scan.given_up() {
                 break;
             }
+            continue;
         };
         entries += 1;
         match k.first().copied() {
@@ -968,9 +1014,12 @@ fn check_notifications(tree: &sled::Tree, r: &mut VerifyReport) {
             ),
         }
     }
+    r.record_checked(NOTIFICATIONS, records, entries);
+    if !scan.complete() {
+        return;
+    }
     let count = rd.counter(r, NOTIFICATIONS, "entry_count", nk::ENTRY_COUNT, 0);
     compare_counter(r, NOTIFICATIONS, "entry_count", count, records);
-    r.record_checked(NOTIFICATIONS, records, entries);
 }
 
 /// The filed expiry of `id`: `None` when unreadable (reported); `Some(None)` when absent
