@@ -181,7 +181,7 @@ fn sync_reader(
             .fetch_add(page.len() as u64, Ordering::Relaxed);
         last = prev;
         pages += 1;
-        if pages % 8 == 0 {
+        if pages.is_multiple_of(8) {
             // Everything at or below `last` now was there at the previous rescan or has
             // been read since; ids are never handed out below the high-water mark.
             let all: Vec<i64> = handle.block_on(async {
