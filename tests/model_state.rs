@@ -440,8 +440,27 @@ fn server(dir: &Path) -> SledPersistenceConfig {
     .with_clock(Arc::new(ManualClock::new(T0)))
 }
 
+/// Opens a closed store's database with raw sled. sled releases its file lock a moment
+/// after the last handle is dropped (its background threads hold it briefly), so a lock
+/// error is retried for a while.
+fn open_raw(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("raw open of {}: {e}", path.display()),
+        }
+    }
+}
+
 fn plant(dir: &Path, sub: &str, tree: &str, key: &[u8], value: &[u8]) {
-    let db = sled::open(dir.join(sub)).unwrap();
+    let db = open_raw(&dir.join(sub));
     db.open_tree(tree).unwrap().insert(key, value).unwrap();
     db.flush().unwrap();
 }

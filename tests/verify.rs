@@ -163,9 +163,28 @@ async fn reopen_and_verify(dir: &Path) -> VerifyReport {
     report
 }
 
+/// Opens a closed store's database with raw sled. sled releases its file lock a moment
+/// after the last handle is dropped (its background threads hold it briefly), so a lock
+/// error is retried for a while.
+fn open_raw(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("raw open of {}: {e}", path.display()),
+        }
+    }
+}
+
 /// Edits one tree of the closed database at `dir/sub` with raw sled.
 fn tamper(dir: &Path, sub: &str, tree: &str, edit: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(dir.join(sub)).unwrap();
+    let db = open_raw(&dir.join(sub));
     let t = db.open_tree(tree).unwrap();
     edit(&t);
     db.flush().unwrap();
@@ -758,7 +777,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         rt.block_on(build(dir.path()));
         for (sub, tree, prefixes) in PREFIXES {
-            let db = sled::open(dir.path().join(sub)).unwrap();
+            let db = open_raw(&dir.path().join(sub));
             let t = db.open_tree(tree).unwrap();
             for (which, p, k, v) in &plants {
                 if PREFIXES[*which].1 != *tree {
