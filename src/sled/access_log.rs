@@ -41,28 +41,28 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::oneshot;
 
-const STORE: &str = "access log";
+pub(crate) const STORE: &str = "access log";
 /// The tree holding the access log.
 pub(crate) const TREE: &str = "access_log";
 
 /// Prefix of entries by id.
-const ENTRY: u8 = b'e';
+pub(crate) const ENTRY: u8 = b'e';
 /// Prefix of per-name tallies.
-const STAT: u8 = b'c';
+pub(crate) const STAT: u8 = b'c';
 /// Prefix of the rank index.
-const RANK: u8 = b'r';
+pub(crate) const RANK: u8 = b'r';
 /// Prefix of the occurrence index.
-const OCCURRENCE: u8 = b'o';
+pub(crate) const OCCURRENCE: u8 = b'o';
 /// Prefix of the pkam index.
-const PKAM: u8 = b'p';
+pub(crate) const PKAM: u8 = b'p';
 /// Counter: the next id.
-const NEXT_ID: &[u8] = b"mnext_id";
+pub(crate) const NEXT_ID: &[u8] = b"mnext_id";
 /// Counter: the number of entries.
-const ENTRY_COUNT: &[u8] = b"mentry_count";
+pub(crate) const ENTRY_COUNT: &[u8] = b"mentry_count";
 /// Tally kind: atSigns of `pol` entries.
-const KIND_AT_SIGN: u8 = b'a';
+pub(crate) const KIND_AT_SIGN: u8 = b'a';
 /// Tally kind: keys of `lookup` entries.
-const KIND_KEY: u8 = b'k';
+pub(crate) const KIND_KEY: u8 = b'k';
 
 /// How many entries one compaction (or clear) batch removes at most.
 pub(crate) const COMPACTION_CHUNK: usize = 1024;
@@ -78,7 +78,7 @@ pub(crate) struct AccessLogSettings {
 
 /// The in-memory copy of the persisted counters. Only the writer changes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Counters {
+pub(crate) struct Counters {
     next_id: u64,
     count: u64,
 }
@@ -123,7 +123,7 @@ pub(crate) struct AlInner {
     settings: AccessLogSettings,
     handle: RwLock<Option<Handle>>,
     queue: WriteQueue<Queued>,
-    counters: Mutex<Counters>,
+    pub(crate) counters: Mutex<Counters>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -156,21 +156,21 @@ fn read_counter(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
     }
 }
 
-fn entry_key(id: u64) -> Vec<u8> {
+pub(crate) fn entry_key(id: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(9);
     v.push(ENTRY);
     v.extend_from_slice(&id.to_be_bytes());
     v
 }
 
-fn entry_id(key: &[u8]) -> Option<u64> {
+pub(crate) fn entry_id(key: &[u8]) -> Option<u64> {
     match key.split_first() {
         Some((&ENTRY, rest)) => read_u64(rest),
         _ => None,
     }
 }
 
-fn stat_key(kind: u8, name: &str) -> Vec<u8> {
+pub(crate) fn stat_key(kind: u8, name: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(2 + name.len());
     v.push(STAT);
     v.push(kind);
@@ -178,7 +178,7 @@ fn stat_key(kind: u8, name: &str) -> Vec<u8> {
     v
 }
 
-fn rank_key(kind: u8, count: u64, first: u64, name: &str) -> Vec<u8> {
+pub(crate) fn rank_key(kind: u8, count: u64, first: u64, name: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(18 + name.len());
     v.push(RANK);
     v.push(kind);
@@ -189,7 +189,7 @@ fn rank_key(kind: u8, count: u64, first: u64, name: &str) -> Vec<u8> {
 }
 
 /// The name and count of a rank key.
-fn split_rank(key: &[u8]) -> Option<(&[u8], u64)> {
+pub(crate) fn split_rank(key: &[u8]) -> Option<(&[u8], u64)> {
     if key.len() < 18 {
         return None;
     }
@@ -197,7 +197,7 @@ fn split_rank(key: &[u8]) -> Option<(&[u8], u64)> {
     Some((&key[18..], u64::MAX - inverted))
 }
 
-fn occurrence_prefix(kind: u8, name: &str) -> Vec<u8> {
+pub(crate) fn occurrence_prefix(kind: u8, name: &str) -> Vec<u8> {
     let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
     let mut v = Vec::with_capacity(14 + name.len());
     v.push(OCCURRENCE);
@@ -207,13 +207,13 @@ fn occurrence_prefix(kind: u8, name: &str) -> Vec<u8> {
     v
 }
 
-fn occurrence_key(kind: u8, name: &str, id: u64) -> Vec<u8> {
+pub(crate) fn occurrence_key(kind: u8, name: &str, id: u64) -> Vec<u8> {
     let mut v = occurrence_prefix(kind, name);
     v.extend_from_slice(&id.to_be_bytes());
     v
 }
 
-fn pkam_key(t: Timestamp, id: u64) -> Vec<u8> {
+pub(crate) fn pkam_key(t: Timestamp, id: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(17);
     v.push(PKAM);
     v.extend_from_slice(&instant_bytes(t));
@@ -222,7 +222,7 @@ fn pkam_key(t: Timestamp, id: u64) -> Vec<u8> {
 }
 
 /// The tally an entry counts in, if any: `pol` by atSign, `lookup` by key.
-fn tally_of(entry: &AccessLogEntry) -> Option<(u8, &str)> {
+pub(crate) fn tally_of(entry: &AccessLogEntry) -> Option<(u8, &str)> {
     match entry.verb_name.as_deref() {
         Some("pol") => entry.from_at_sign.as_deref().map(|a| (KIND_AT_SIGN, a)),
         Some("lookup") => entry.lookup_key.as_deref().map(|k| (KIND_KEY, k)),
@@ -231,7 +231,7 @@ fn tally_of(entry: &AccessLogEntry) -> Option<(u8, &str)> {
 }
 
 /// The request time of a `pkam` entry that has one.
-fn pkam_time(entry: &AccessLogEntry) -> Option<Timestamp> {
+pub(crate) fn pkam_time(entry: &AccessLogEntry) -> Option<Timestamp> {
     match entry.verb_name.as_deref() {
         Some("pkam") => entry.request_date_time,
         _ => None,
@@ -286,7 +286,7 @@ impl AlInner {
         }
     }
 
-    fn tree(&self) -> Result<sled::Tree> {
+    pub(crate) fn tree(&self) -> Result<sled::Tree> {
         self.handle
             .read()
             .unwrap_or_else(|p| p.into_inner())

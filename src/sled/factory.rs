@@ -6,10 +6,11 @@ use super::config::SledPersistenceConfig;
 use super::db::{check_dir_path, DbOptions, SledDb};
 use super::keystore::{KeyStoreSettings, KsInner, SledKeyStore};
 use super::notifications::{NkInner, NotificationSettings, SledNotificationKeystore};
+use super::verify::Target;
 use crate::error::{PathDifference, PersistenceError, Result};
 use crate::store::{
     AccessLog, BackendId, Bundle, BundleResources, NotificationKeystore, PersistenceConfig,
-    PersistenceFactory,
+    PersistenceFactory, VerifyReport,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -39,6 +40,8 @@ impl SledStore for Arc<KsInner> {
 /// The lifecycle half of a sled bundle.
 pub(crate) struct SledBundleResources {
     stores: Vec<Arc<dyn SledStore>>,
+    /// The same stores, for `verify`.
+    targets: Vec<Target>,
     closed: AtomicBool,
 }
 
@@ -71,6 +74,31 @@ impl BundleResources for SledBundleResources {
 
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// See [`super::verify`] for what is checked. Runs on a blocking thread when called
+    /// inside a tokio runtime.
+    async fn verify(&self) -> Result<VerifyReport> {
+        let targets = self.targets.clone();
+        let check = move || -> Result<VerifyReport> {
+            let mut report = VerifyReport::new();
+            for t in &targets {
+                t.verify(&mut report)?;
+            }
+            Ok(report)
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle
+                    .spawn_blocking(check)
+                    .await
+                    .map_err(|e| PersistenceError::Backend {
+                        context: "verify".into(),
+                        source: e.to_string().into(),
+                    })?
+            }
+            Err(_) => check(),
+        }
     }
 }
 
@@ -234,6 +262,7 @@ impl SledPersistenceFactory {
             lock_retry: config.lock_retry(),
         };
         let mut stores: Vec<Arc<dyn SledStore>> = Vec::new();
+        let mut targets = Vec::new();
         let ks_db = Self::database(state, config.storage_path(), at_sign, &options, created)?;
         let ks = KsInner::open(
             ks_db,
@@ -246,6 +275,7 @@ impl SledPersistenceFactory {
             },
         )?;
         stores.push(Arc::new(Arc::clone(&ks)));
+        targets.push(Target::Keystore(Arc::clone(&ks)));
         let mut access_log: Option<Arc<dyn AccessLog>> = None;
         if config.enable_access_log() {
             let db = Self::database(state, &config.access_log_path(), at_sign, &options, created)?;
@@ -258,6 +288,7 @@ impl SledPersistenceFactory {
                 },
             )?;
             stores.push(Arc::new(Arc::clone(&al)));
+            targets.push(Target::AccessLog(Arc::clone(&al)));
             access_log = Some(Arc::new(SledAccessLog::new(al)));
         }
         let mut notification_keystore: Option<Arc<dyn NotificationKeystore>> = None;
@@ -273,10 +304,12 @@ impl SledPersistenceFactory {
                 },
             )?;
             stores.push(Arc::new(Arc::clone(&nk)));
+            targets.push(Target::Notifications(Arc::clone(&nk)));
             notification_keystore = Some(Arc::new(SledNotificationKeystore::new(nk)));
         }
         let resources = Arc::new(SledBundleResources {
             stores,
+            targets,
             closed: AtomicBool::new(false),
         });
         let keystore = SledKeyStore::new(ks);

@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{broadcast, oneshot};
 
-const STORE: &str = "keystore";
-const COMMIT_STORE: &str = "commit log";
+pub(crate) const STORE: &str = "keystore";
+pub(crate) const COMMIT_STORE: &str = "commit log";
 /// The tree holding the keystore and its commit log.
 pub(crate) const TREE: &str = "keystore";
 
@@ -45,7 +45,7 @@ pub(crate) struct KeyStoreSettings {
 
 /// The in-memory copy of the persisted counters. Only the writer changes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Counters {
+pub(crate) struct Counters {
     hwm: i64,
     commit_count: u64,
     key_count: u64,
@@ -141,7 +141,7 @@ pub(crate) struct KsInner {
     settings: KeyStoreSettings,
     handle: RwLock<Option<Handle>>,
     queue: WriteQueue<Queued>,
-    counters: Mutex<Counters>,
+    pub(crate) counters: Mutex<Counters>,
     events: RwLock<Option<broadcast::Sender<KeyStoreChange>>>,
     pre_hooks: RwLock<Vec<RemoveHook>>,
     post_hooks: RwLock<Vec<RemoveHook>>,
@@ -232,7 +232,7 @@ impl KsInner {
             .take();
     }
 
-    fn tree(&self) -> Result<sled::Tree> {
+    pub(crate) fn tree(&self) -> Result<sled::Tree> {
         self.handle
             .read()
             .unwrap_or_else(|p| p.into_inner())

@@ -2,6 +2,12 @@
 //!
 //! This is the only module that uses the `sled` crate (written `::sled::` where this
 //! module's own name would be ambiguous).
+//!
+//! [`Bundle::verify`](crate::store::Bundle::verify) checks every store of a sled bundle:
+//! each record decodes, every index and counter matches the records, the commit log keeps
+//! one entry per atKey under a high-water mark that covers every id. It reads each tree
+//! once in key order with constant memory per store, and holds each store's writer while
+//! checking it (writes to that store wait; reads go on).
 
 mod access_log;
 mod config;
@@ -11,6 +17,7 @@ mod keystore;
 pub(crate) mod layout;
 mod notifications;
 mod staging;
+mod verify;
 mod writer;
 
 pub use access_log::SledAccessLog;

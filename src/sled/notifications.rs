@@ -47,18 +47,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{broadcast, oneshot};
 
-const STORE: &str = "notification keystore";
+pub(crate) const STORE: &str = "notification keystore";
 /// The tree holding the notifications.
 pub(crate) const TREE: &str = "notifications";
 
 /// Prefix of notifications by id.
-const RECORD: u8 = b'n';
+pub(crate) const RECORD: u8 = b'n';
 /// Prefix of the effective-expiry index.
-const EXPIRY: u8 = b'x';
+pub(crate) const EXPIRY: u8 = b'x';
 /// Prefix of the id → filed effective expiry map.
-const FILED: u8 = b'y';
+pub(crate) const FILED: u8 = b'y';
 /// Counter: the number of notifications.
-const ENTRY_COUNT: &[u8] = b"mentry_count";
+pub(crate) const ENTRY_COUNT: &[u8] = b"mentry_count";
 
 /// The longest notification id, in UTF-16 code units (BEHAVIOR 6.1, open point 33).
 pub const MAX_NOTIFICATION_ID_LENGTH: usize = 248;
@@ -169,7 +169,7 @@ pub(crate) struct NkInner {
     settings: NotificationSettings,
     handle: RwLock<Option<Handle>>,
     queue: WriteQueue<Queued>,
-    count: Mutex<u64>,
+    pub(crate) count: Mutex<u64>,
     events: RwLock<Option<broadcast::Sender<KeyStoreChange>>>,
     stored: RwLock<Option<broadcast::Sender<NotificationEvent>>>,
     pre_hooks: RwLock<Vec<RemoveHook>>,
@@ -265,7 +265,7 @@ impl NkInner {
             .take();
     }
 
-    fn tree(&self) -> Result<sled::Tree> {
+    pub(crate) fn tree(&self) -> Result<sled::Tree> {
         self.handle
             .read()
             .unwrap_or_else(|p| p.into_inner())

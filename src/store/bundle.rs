@@ -1,6 +1,7 @@
 //! The factory, its configuration and the per-atSign bundle (API-5.0 1).
 
 use super::traits::{AccessLog, AtKeyValueStore, CommitLog, NotificationKeystore};
+use super::verify::VerifyReport;
 use crate::error::{PersistenceError, Result};
 use crate::model::{AtData, AtMetaData};
 use async_trait::async_trait;
@@ -55,6 +56,14 @@ pub trait BundleResources: Send + Sync + fmt::Debug {
     async fn close(&self);
     /// Whether `close` has run.
     fn is_closed(&self) -> bool;
+    /// Checks every invariant of every store (see [`Bundle::verify`]). A backend without
+    /// a checker keeps this default, which is
+    /// [`CapabilityAbsent`](PersistenceError::CapabilityAbsent).
+    async fn verify(&self) -> Result<VerifyReport> {
+        Err(PersistenceError::CapabilityAbsent {
+            capability: "verify",
+        })
+    }
 }
 
 /// The persistence of one atSign: a keystore (always), and, per configuration, its commit
@@ -194,6 +203,21 @@ impl Bundle {
     /// handles return [`StoreClosed`](PersistenceError::StoreClosed).
     pub async fn close(&self) {
         self.resources.close().await
+    }
+
+    /// Checks the consistency of every store of this bundle and reports each broken
+    /// invariant with its store and key (records that do not decode, index entries
+    /// missing, extra or disagreeing with their record, counters that differ from what
+    /// the store holds, duplicate or dangling commit-log entries, ...). Meant for
+    /// operators and tests; it reads every stored item once, so it takes time in
+    /// proportion to the data. Bad bytes are reported, never a panic. A closed bundle is
+    /// [`StoreClosed`](PersistenceError::StoreClosed). See the backend's documentation for
+    /// what it checks and how it interacts with concurrent writes.
+    pub async fn verify(&self) -> Result<VerifyReport> {
+        if self.is_closed() {
+            return Err(PersistenceError::StoreClosed { store: "bundle" });
+        }
+        self.resources.verify().await
     }
 
     /// Whether this bundle has been closed (directly or through its factory).

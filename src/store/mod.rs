@@ -9,6 +9,7 @@ mod query;
 mod sync;
 mod traits;
 mod types;
+mod verify;
 
 pub use bundle::{
     BackendId, Bundle, BundleResources, DynKeyStore, PersistenceConfig, PersistenceFactory,
@@ -25,3 +26,4 @@ pub use types::{
     ChangeStream, CommitFilter, CompactedItem, IterateOptions, KeyStoreChange, RemoveHook,
     RemoveHookArgs, RemoveOptions, ResultStream, WriteOptions,
 };
+pub use verify::{Problem, StoreChecked, VerifyReport, Violation, MAX_REPORTED_VIOLATIONS};
