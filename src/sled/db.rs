@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// A file beside sled's own, written once the database's identity record is durable.
+pub(crate) const IDENTITY_MARKER: &str = "atps-identity";
+
 /// How an acknowledged write is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -224,10 +227,26 @@ impl SledDb {
                         requested: at_sign.to_string(),
                     });
                 }
+                if !self.path.join(IDENTITY_MARKER).exists() {
+                    self.write_marker(at_sign)?;
+                }
                 Ok(())
             }
+            (None, None) if self.path.join(IDENTITY_MARKER).exists() => {
+                // The directory held one of our databases, but sled came back without its
+                // records: its files were lost or damaged. Refuse rather than start over.
+                Err(PersistenceError::CorruptStore {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "the database was initialised before ({IDENTITY_MARKER} is present) but \
+                         its identity record is gone: sled's files were lost or damaged; \
+                         restore the store from a logical backup"
+                    ),
+                })
+            }
             (None, None) => {
-                // A new database (or one whose identity was never written).
+                // A new database (or a first open that crashed before its identity was
+                // written: nothing else can be in it yet).
                 let mut batch = sled::Batch::default();
                 batch.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes()[..]);
                 batch.insert(AT_SIGN_KEY, at_sign.as_bytes());
@@ -237,13 +256,26 @@ impl SledDb {
                 self.db
                     .flush()
                     .map_err(|e| backend("flushing the format record", e))?;
-                Ok(())
+                self.write_marker(at_sign)
             }
             _ => Err(PersistenceError::CorruptStore {
                 path: self.path.clone(),
                 reason: "the format record is incomplete".into(),
             }),
         }
+    }
+
+    /// Records, outside sled's files, that this directory holds an initialised database,
+    /// so that a later open can tell a lost database from a new one.
+    fn write_marker(&self, at_sign: &str) -> Result<()> {
+        let path = self.path.join(IDENTITY_MARKER);
+        let io = |source| PersistenceError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut f = File::create(&path).map_err(io)?;
+        std::io::Write::write_all(&mut f, at_sign.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)
     }
 
     /// The atSign this database belongs to.

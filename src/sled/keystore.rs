@@ -286,6 +286,36 @@ impl KsInner {
         }
     }
 
+    /// Reads the record a write is about to replace or remove. A stored record that no
+    /// longer decodes would otherwise block its key forever; it is dropped here instead,
+    /// with every index entry that names it (found by scanning the three time indexes, a
+    /// cost paid only on this damage path), and reported as `(None, true)`.
+    fn read_replaceable(
+        &self,
+        s: &mut Staging<'_>,
+        c: &mut Counters,
+        key: &str,
+    ) -> Result<(Option<AtData>, bool)> {
+        match self.read_record(s, key) {
+            Ok(r) => Ok((r, false)),
+            Err(PersistenceError::CorruptRecord { .. }) => {
+                let tree = self.tree()?;
+                for prefix in [lay::EXPIRY, lay::AVAILABLE, lay::CREATED] {
+                    for k in tree.range(vec![prefix]..lay::prefix_end(prefix)).keys() {
+                        let k = k.map_err(|e| backend("index scan", e))?;
+                        if lay::split_timed(&k).is_some_and(|(_, named)| named == key.as_bytes()) {
+                            s.remove(k.to_vec());
+                        }
+                    }
+                }
+                s.remove(prefixed(lay::RECORD, key.as_bytes()));
+                c.key_count = c.key_count.saturating_sub(1);
+                Ok((None, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn unindex(s: &mut Staging<'_>, key: &str, old: &AtData) {
         if let Some(meta) = &old.meta_data {
             if let Some(t) = meta.created_at {
@@ -460,8 +490,11 @@ impl KsInner {
             KsOp::RemoveMany { keys, skip_commit } => {
                 let mut n = 0;
                 for key in keys {
-                    if let Some(old) = self.read_record(s, &key)? {
-                        Self::delete_record(s, c, &key, &old);
+                    let (old, dropped) = self.read_replaceable(s, c, &key)?;
+                    if let Some(old) = &old {
+                        Self::delete_record(s, c, &key, old);
+                    }
+                    if old.is_some() || dropped {
                         self.record_commit(s, c, &key, CommitOp::Delete, skip_commit, None)?;
                         events.push(KeyStoreChange::KeyRemoved { key });
                         n += 1;
@@ -472,18 +505,24 @@ impl KsInner {
             KsOp::ExpireRemove { keys, as_of } => {
                 let mut removed = Vec::new();
                 for key in keys {
-                    let Some(old) = self.read_record(s, &key)? else {
-                        continue;
-                    };
-                    let expired = old
-                        .meta_data
-                        .as_ref()
-                        .and_then(|m| m.expires_at)
-                        .is_some_and(|t| t <= as_of);
-                    if !expired {
-                        continue;
+                    // The key was listed by the expiry index at or before `as_of`; a record
+                    // that no longer decodes is dropped with its index entries.
+                    let (old, dropped) = self.read_replaceable(s, c, &key)?;
+                    match old {
+                        Some(old) => {
+                            let expired = old
+                                .meta_data
+                                .as_ref()
+                                .and_then(|m| m.expires_at)
+                                .is_some_and(|t| t <= as_of);
+                            if !expired {
+                                continue;
+                            }
+                            Self::delete_record(s, c, &key, &old);
+                        }
+                        None if dropped => {}
+                        None => continue,
                     }
-                    Self::delete_record(s, c, &key, &old);
                     if self.settings.commit_log {
                         Self::purge(s, c, &key)?;
                     }
@@ -493,7 +532,7 @@ impl KsInner {
                 Outcome::Keys(removed)
             }
             KsOp::Restore { key, value } => {
-                let existing = self.read_record(s, &key)?;
+                let (existing, _) = self.read_replaceable(s, c, &key)?;
                 let value = AtData {
                     key: None,
                     ..*value
@@ -579,7 +618,7 @@ impl KsInner {
             mode,
             options,
         } = args;
-        let existing = self.read_record(s, &key)?;
+        let (existing, _) = self.read_replaceable(s, c, &key)?;
         let asserted = options.asserted.as_ref();
         let now = self.now();
         let at_sign = self.settings.at_sign.as_str();
@@ -654,7 +693,7 @@ impl KsInner {
         key: &str,
         options: RemoveOptions,
     ) -> Result<Option<i64>> {
-        if let Some(old) = self.read_record(s, key)? {
+        if let (Some(old), _) = self.read_replaceable(s, c, key)? {
             Self::delete_record(s, c, key, &old);
         }
         self.record_commit(
