@@ -4,10 +4,12 @@
 mod commit_log;
 mod keystore;
 mod lifecycle;
+mod migration;
 
 pub use commit_log::*;
 pub use keystore::*;
 pub use lifecycle::*;
+pub use migration::*;
 
 use crate::model::{AtData, AtMetaData, CommitEntry, CommitOp, Timestamp};
 use crate::store::{
