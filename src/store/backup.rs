@@ -170,6 +170,11 @@ pub struct BackupSummary {
 /// Exports bundles to, and imports them from, logical backup streams (see the module
 /// documentation for the format and the guarantees).
 ///
+/// Reading and writing the stream is blocking I/O done on the calling task (as the sled
+/// stores' own reads are); run a large export or import where blocking a runtime worker
+/// for its duration is acceptable (a command-line tool, a maintenance task), or on a
+/// runtime of its own.
+///
 /// ```no_run
 /// # async fn demo(source: &at_persistence_secondary_server::store::Bundle,
 /// #               fresh: &at_persistence_secondary_server::store::Bundle)
