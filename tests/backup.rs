@@ -265,11 +265,7 @@ impl Seek for ChangingStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_pass_failure_clears_the_target() {
     let (dir, clock, bytes) = exported(300).await;
-    let last = frames(&bytes)
-        .into_iter()
-        .filter(|f| f.tag == b'N')
-        .next_back()
-        .unwrap();
+    let last = frames(&bytes).into_iter().rfind(|f| f.tag == b'N').unwrap();
     let mut damaged = bytes.clone();
     damaged[last.at + 9 + last.len / 2] ^= 0x10;
     let f = SledPersistenceFactory::new();

@@ -146,7 +146,8 @@ impl fmt::Debug for BulkSettings {
 impl BulkSettings {
     pub(crate) fn report(&self, pass: Pass, store: StoreKind, records: u64, finished: bool) {
         if let Some(f) = &self.progress {
-            if finished || (self.progress_every > 0 && records % self.progress_every == 0) {
+            if finished || (self.progress_every > 0 && records.is_multiple_of(self.progress_every))
+            {
                 f(Progress {
                     pass,
                     store,
@@ -743,14 +744,14 @@ impl PersistenceSnapshot {
             &self.commit_log,
             &other.commit_log,
             &mut out,
-            diff_lists,
+            |n, a: &Vec<String>, b: &Vec<String>, o| diff_lists(n, a, b, o),
         );
         diff_opt(
             "accessLog",
             &self.access_log,
             &other.access_log,
             &mut out,
-            diff_lists,
+            |n, a: &Vec<String>, b: &Vec<String>, o| diff_lists(n, a, b, o),
         );
         diff_opt(
             "notifications",
@@ -795,7 +796,7 @@ fn diff_opt<T>(
     a: &Option<T>,
     b: &Option<T>,
     out: &mut Vec<String>,
-    diff: fn(&str, &T, &T, &mut Vec<String>),
+    diff: impl Fn(&str, &T, &T, &mut Vec<String>),
 ) {
     match (a, b) {
         (Some(a), Some(b)) => diff(name, a, b, out),
@@ -827,7 +828,7 @@ fn diff_maps(
     }
 }
 
-fn diff_lists(name: &str, a: &Vec<String>, b: &Vec<String>, out: &mut Vec<String>) {
+fn diff_lists(name: &str, a: &[String], b: &[String], out: &mut Vec<String>) {
     if a.len() != b.len() {
         out.push(format!(
             "{name}: length differs: A {} vs B {}",
