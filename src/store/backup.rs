@@ -356,18 +356,27 @@ impl LogicalBackup {
     pub fn verify<R: Read>(&self, input: R) -> Result<BackupSummary> {
         let mut reader = BackupReader::open(input)?;
         let mut records = [0u64; 4];
+        // The next store whose end has not been reported.
+        let mut open = 0;
+        let stores = reader.header.stores;
+        let end_before = |open: &mut usize, until: usize, records: &[u64; 4]| {
+            while *open < until {
+                let kind = ALL_KINDS[*open];
+                if stores.has(kind) {
+                    self.settings
+                        .report(Pass::Verify, kind, records[*open], true);
+                }
+                *open += 1;
+            }
+        };
         while let Some(item) = reader.next_item()? {
             let kind = item.kind();
             let i = kind_index(kind);
+            end_before(&mut open, i, &records);
             records[i] += 1;
             self.settings.report(Pass::Verify, kind, records[i], false);
         }
-        for kind in ALL_KINDS {
-            if reader.header.stores.has(kind) {
-                self.settings
-                    .report(Pass::Verify, kind, records[kind_index(kind)], true);
-            }
-        }
+        end_before(&mut open, ALL_KINDS.len(), &records);
         reader.summary()
     }
 
