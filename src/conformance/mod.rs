@@ -230,6 +230,16 @@ macro_rules! conformance_suite {
             notification_expiry_queries_use_the_effective_expiry,
             notification_expiry_index_survives_removes_clear_compact_and_reopen,
             notification_bad_input_is_typed_and_changes_nothing,
+            // migration, snapshot and logical backup (API-5.0 7, BEHAVIOR 9.4)
+            restore_writes_the_value_verbatim_without_commit_or_event,
+            access_replay_and_notification_put_keep_every_field,
+            migrate_copies_every_store_and_matches_the_source,
+            migrate_drops_orphans_and_keeps_tombstones_and_expired_keys,
+            migrate_and_import_refuse_a_non_empty_target,
+            migrate_skips_stores_absent_on_either_side,
+            snapshot_differences_follow_the_tolerance_rule,
+            backup_round_trip_matches_the_source,
+            backup_import_refuses_a_damaged_stream_and_writes_nothing,
         );
     };
 }

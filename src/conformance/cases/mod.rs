@@ -4,12 +4,14 @@
 mod commit_log;
 mod keystore;
 mod lifecycle;
+mod migration;
 mod notifications;
 mod rich;
 
 pub use commit_log::*;
 pub use keystore::*;
 pub use lifecycle::*;
+pub use migration::*;
 pub use notifications::*;
 pub use rich::*;
 
