@@ -33,7 +33,7 @@ use super::layout::{self as lay, instant_from, prefix_end, prefixed, read_u64, t
 use super::staging::Staging;
 use super::writer::{self, GroupProcessor, WriteQueue};
 use crate::error::{PersistenceError, Result};
-use crate::key::KeyPattern;
+use crate::key::{self, KeyPattern};
 use crate::model::{codec, AtNotification, Clock, NotificationType, Timestamp};
 use crate::store::{
     ChangeStream, Compactable, CompactedItem, KeyStoreChange, KeyStoreSnapshot, KeyStoreStats,
@@ -61,28 +61,9 @@ pub(crate) const FILED: u8 = b'y';
 pub(crate) const ENTRY_COUNT: &[u8] = b"mentry_count";
 
 /// The longest notification id, in UTF-16 code units (BEHAVIOR 6.1, open point 33).
-pub const MAX_NOTIFICATION_ID_LENGTH: usize = 248;
+pub use crate::key::MAX_NOTIFICATION_ID_LENGTH;
 /// How many notifications one compaction (or clear) batch removes at most.
 pub(crate) const COMPACTION_CHUNK: usize = 1024;
-
-/// Checks a notification id: non-empty, at most 248 UTF-16 code units.
-fn validate_id(id: &str) -> Result<()> {
-    if id.is_empty() {
-        return Err(PersistenceError::InvalidKey {
-            key: String::new(),
-            reason: "a notification id must not be empty".into(),
-        });
-    }
-    let len = id.encode_utf16().count();
-    if len > MAX_NOTIFICATION_ID_LENGTH {
-        return Err(PersistenceError::KeyTooLong {
-            key: id.to_string(),
-            len,
-            max: MAX_NOTIFICATION_ID_LENGTH,
-        });
-    }
-    Ok(())
-}
 
 /// Settings of one notification keystore.
 #[derive(Debug, Clone)]
@@ -756,7 +737,7 @@ impl SledNotificationKeystore {
     }
 
     async fn write(&self, id: &str, notification: AtNotification) -> Result<Option<i64>> {
-        validate_id(id)?;
+        key::validate_notification_id(id)?;
         if notification.id != id {
             return Err(PersistenceError::invalid_argument(
                 "notification.id",
@@ -829,7 +810,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     /// Runs the remove hooks and removes the id; an absent id is not an error (and emits
     /// nothing). Returns `None`.
     async fn remove(&self, key: &str, options: RemoveOptions) -> Result<Option<i64>> {
-        validate_id(key)?;
+        key::validate_notification_id(key)?;
         self.inner.tree()?;
         let args = RemoveHookArgs {
             key: key.to_string(),
@@ -953,7 +934,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     async fn remove_many(&self, keys: &[&str], skip_commit: bool) -> Result<u64> {
         let tree = self.inner.tree()?;
         for id in keys {
-            validate_id(id)?;
+            key::validate_notification_id(id)?;
         }
         let mut seen = HashSet::new();
         let mut present = Vec::new();
@@ -1219,24 +1200,6 @@ mod tests {
         );
         assert_eq!(ENTRY_COUNT, b"mentry_count");
     }
-
-    #[test]
-    fn id_rules() {
-        assert!(validate_id(&"a".repeat(248)).is_ok());
-        assert!(validate_id(&"💙".repeat(124)).is_ok());
-        assert!(matches!(
-            validate_id(&"💙".repeat(125)),
-            Err(PersistenceError::KeyTooLong {
-                len: 250,
-                max: 248,
-                ..
-            })
-        ));
-        assert!(matches!(
-            validate_id(""),
-            Err(PersistenceError::InvalidKey { .. })
-        ));
-    }
 }
 
 /// A live-reading snapshot of the notification keystore.
@@ -1320,7 +1283,7 @@ impl NotificationTxn {
 #[async_trait]
 impl KeyStoreTxn<AtNotification> for NotificationTxn {
     async fn put(&self, key: &str, value: AtNotification) -> Result<()> {
-        validate_id(key)?;
+        key::validate_notification_id(key)?;
         if value.id != key {
             return Err(PersistenceError::invalid_argument(
                 "notification.id",
@@ -1334,7 +1297,7 @@ impl KeyStoreTxn<AtNotification> for NotificationTxn {
     }
 
     async fn remove(&self, key: &str) -> Result<()> {
-        validate_id(key)?;
+        key::validate_notification_id(key)?;
         self.buffer(key, None)
     }
 
