@@ -8,7 +8,7 @@
 //! child and runs the workload `ATPS_CRASH_SCENARIO` names; otherwise it runs every scenario
 //! and prints per-scenario figures and a closing `crash: N passed, M failed` line.
 //!
-//! Scenarios (default rounds): `writers` (10): four writers of put/put_meta/remove;
+//! Scenarios (default rounds): `writers` (20): four writers of put/put_meta/remove;
 //! `transactions` (10): transactions of 2,000 puts, kills aimed inside commits;
 //! `remove_many` (8): atomic fills and remove_many of 50-key groups; `expiry` (8): short
 //! explicit expiries, a real clock and a delete_expired_keys loop; `compaction` (8):
@@ -123,7 +123,7 @@ fn no_summary(_: u64, _: &Figures) -> Result<(), String> {
 const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "writers",
-        default_rounds: 10,
+        default_rounds: 20,
         child: |b, seed| Box::pin(writers::child(b, seed)),
         parent: writers::parent,
         summary: no_summary,
