@@ -169,7 +169,7 @@ fn main() {
                 next_id: 0,
             };
             r.fill(0..a.keys);
-            let record = record_bytes(0, None);
+            let records = Records::new(None);
             let ids = AtomicU64::new(r.next_id);
             let plain_lock = Mutex::new(());
             let t = Instant::now();
@@ -179,26 +179,27 @@ fn main() {
                 if plain {
                     // `put_plain` needs `&mut`; one writer at a time.
                     let _g = plain_lock.lock().unwrap_or_else(|p| p.into_inner());
-                    plain_put(&r, &k, &record, id);
+                    plain_put(&r, &k, records.get(id), id);
                 } else {
-                    r.put_txn_id(&k, &record, id, flush);
+                    r.put_txn_id(&k, records.get(id), id, flush);
                 }
             });
-            let load = t.elapsed();
+            // Unflushed writes may still be queued in sled's I/O pool: count them in.
             r.db.flush().expect("flush");
+            let load = t.elapsed();
             let size = dir_size(r.dir.path());
             (load, size)
         }
         "raw-batch1" => {
             let mut r = Raw1::filled(a.keys);
-            let record = record_bytes(0, None);
+            let records = Records::new(None);
             let t = Instant::now();
             for j in 0..a.puts {
                 let k = key(pick(0, j, a.keys));
-                r.put_batch(&k, &record, false);
+                r.put_batch(&k, records.get(j), false);
             }
-            let load = t.elapsed();
             r.db.flush().expect("flush");
+            let load = t.elapsed();
             (load, dir_size(r.dir.path()))
         }
         _ => usage(),

@@ -203,6 +203,24 @@ pub fn record_bytes(i: usize, meta: Option<&AtMetaData>) -> Vec<u8> {
     })
 }
 
+/// Distinct encoded records, cycled by the raw baselines: every raw put writes a value
+/// that differs from the one it replaces, as the crate's puts do (each carries a new
+/// `updatedAt` and version). sled skips an insert whose value equals the stored one, so
+/// writing one constant record would make a baseline skip most of its writes.
+pub struct Records(Vec<Vec<u8>>);
+
+impl Records {
+    /// 1,021 records (a prime, so the cycle never lines up with a key stride).
+    pub fn new(meta: Option<&AtMetaData>) -> Records {
+        Records((0..1021).map(|i| record_bytes(i, meta)).collect())
+    }
+
+    /// The record for the `i`-th write.
+    pub fn get(&self, i: u64) -> &[u8] {
+        &self.0[(i % self.0.len() as u64) as usize]
+    }
+}
+
 /// The bytes of a commit entry.
 pub fn entry_bytes(key: &str, op: CommitOp, id: u64) -> Vec<u8> {
     codec::encode(&CommitEntry::new(key, op, now(), id as i64))
