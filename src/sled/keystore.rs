@@ -211,6 +211,9 @@ fn canonical(key: &str) -> Cow<'_, str> {
 }
 
 fn decode_entry(bytes: &[u8], id_key: &[u8]) -> Result<CommitEntry> {
+    if let Some(entry) = record_v1::decode_entry(bytes) {
+        return Ok(entry);
+    }
     codec::decode::<CommitEntry>(bytes, COMMIT_STORE, &|| match lay::commit_id_of(id_key) {
         Some(id) => format!("commit id {id}"),
         None => lay::render(id_key),
@@ -273,6 +276,25 @@ impl KsInner {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+    }
+
+    /// The stored record bytes under the canonical key `canonical`: one sled read, with
+    /// neither a copy of the tree handle nor a heap-allocated storage key.
+    fn read_stored(&self, canonical: &str, context: &str) -> Result<Option<IVec>> {
+        let guard = self.handle.read().unwrap_or_else(|p| p.into_inner());
+        let h = guard
+            .as_ref()
+            .ok_or(PersistenceError::StoreClosed { store: STORE })?;
+        let k = canonical.as_bytes();
+        let mut buf = [0u8; 96];
+        let read = if k.len() < buf.len() {
+            buf[0] = lay::RECORD;
+            buf[1..=k.len()].copy_from_slice(k);
+            h.tree.get(&buf[..=k.len()])
+        } else {
+            h.tree.get(prefixed(lay::RECORD, k))
+        };
+        read.map_err(|e| backend(context, e))
     }
 
     fn tree(&self) -> Result<sled::Tree> {
@@ -1074,12 +1096,8 @@ impl KsInner {
 #[async_trait]
 impl KeyValueStore<AtData> for SledKeyStore {
     async fn get(&self, key: &str) -> Result<AtData> {
-        let tree = self.inner.tree()?;
         let canonical = canonical(key);
-        match tree
-            .get(prefixed(lay::RECORD, canonical.as_bytes()))
-            .map_err(|e| backend("get", e))?
-        {
+        match self.inner.read_stored(&canonical, "get")? {
             Some(bytes) => {
                 let mut data = decode_record(&bytes, &canonical)?;
                 data.key = Some(canonical.into_owned());
@@ -1225,17 +1243,14 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<BTreeMap<String, AtData>> {
-        let tree = self.inner.tree()?;
+        self.inner.tree()?;
         let mut out = BTreeMap::new();
         for k in keys {
             let canonical = canonical(k);
             if out.contains_key(canonical.as_ref()) {
                 continue;
             }
-            if let Some(bytes) = tree
-                .get(prefixed(lay::RECORD, canonical.as_bytes()))
-                .map_err(|e| backend("get_many", e))?
-            {
+            if let Some(bytes) = self.inner.read_stored(&canonical, "get_many")? {
                 let canonical = canonical.into_owned();
                 let mut data = decode_record(&bytes, &canonical)?;
                 data.key = Some(canonical.clone());
@@ -1472,10 +1487,10 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<AtMetaData>> {
-        match self.get(key).await {
-            Ok(d) => Ok(d.meta_data),
-            Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
+        let canonical = canonical(key);
+        match self.inner.read_stored(&canonical, "get")? {
+            Some(bytes) => Ok(decode_record(&bytes, &canonical)?.meta_data),
+            None => Ok(None),
         }
     }
 
@@ -1992,8 +2007,9 @@ impl KsInner {
     }
 }
 
-/// A direct decoder of format-1 keystore records (the hottest read), equivalent to
-/// [`codec::decode`] for `AtData`: the same bincode layout (varints, zig-zag `i64`, `0`/`1`
+/// A direct decoder of format-1 keystore records and commit entries (the hottest reads:
+/// `get`, and the sync query's pages), equivalent to [`codec::decode`] for `AtData` and
+/// `CommitEntry`: the same bincode layout (varints, zig-zag `i64`, `0`/`1`
 /// option tags and booleans, length-prefixed UTF-8 strings, fields in declaration order,
 /// no trailing bytes), without serde's per-field dispatch. It returns `None` for anything
 /// it does not decode completely (another format byte, a damaged record), and the caller
@@ -2003,7 +2019,10 @@ impl KsInner {
 /// compile here instead of decoding wrongly; the unit tests compare it with the codec.
 mod record_v1 {
     use crate::model::codec::RECORD_FORMAT_V1;
-    use crate::model::{AppMetadata, AtData, AtMetaData, HashingAlgo, PublicKeyHash, Timestamp};
+    use crate::model::{
+        AppMetadata, AtData, AtMetaData, CommitEntry, CommitOp, HashingAlgo, PublicKeyHash,
+        Timestamp,
+    };
 
     struct Cursor<'a>(&'a [u8]);
 
@@ -2121,6 +2140,29 @@ mod record_v1 {
             immutable: c.opt(Cursor::bool)?,
             app_metadata: c.opt(app_metadata)?,
         })
+    }
+
+    /// The entry, or `None` when the bytes are not a complete format-1 `CommitEntry`.
+    pub(super) fn decode_entry(bytes: &[u8]) -> Option<CommitEntry> {
+        let (&format, payload) = bytes.split_first()?;
+        if format != RECORD_FORMAT_V1 {
+            return None;
+        }
+        let mut c = Cursor(payload);
+        let entry = CommitEntry {
+            at_key: c.string()?,
+            // Variant indexes in declaration order.
+            operation: match c.varint()? {
+                0 => CommitOp::Update,
+                1 => CommitOp::Delete,
+                2 => CommitOp::UpdateMeta,
+                3 => CommitOp::UpdateAll,
+                _ => return None,
+            },
+            op_time: c.timestamp()?,
+            commit_id: c.opt(Cursor::i64)?,
+        };
+        c.0.is_empty().then_some(entry)
     }
 
     /// The record, or `None` when the bytes are not a complete format-1 `AtData`.
@@ -2242,6 +2284,43 @@ mod record_v1 {
                     key: None,
                 }
             }
+        }
+
+        #[test]
+        fn decodes_every_entry_as_the_codec_does() {
+            let mut g = Gen(0x1234_5678_9abc_def1);
+            let ops = [
+                CommitOp::Update,
+                CommitOp::Delete,
+                CommitOp::UpdateMeta,
+                CommitOp::UpdateAll,
+            ];
+            for i in 0..400 {
+                let entry = CommitEntry {
+                    at_key: g.text(),
+                    operation: ops[i % 4],
+                    op_time: Timestamp::from_millis(g.int()),
+                    commit_id: g.opt_int(),
+                };
+                let mut bytes = codec::encode(&entry);
+                assert_eq!(decode_entry(&bytes), Some(entry));
+                match g.next() % 3 {
+                    0 => {
+                        let cut = (g.next() as usize) % bytes.len();
+                        bytes.truncate(cut);
+                    }
+                    1 => bytes.push(0),
+                    _ => {
+                        let at = (g.next() as usize) % bytes.len();
+                        bytes[at] = (g.next() % 256) as u8;
+                    }
+                }
+                if let Some(fast) = decode_entry(&bytes) {
+                    let slow = codec::decode::<CommitEntry>(&bytes, "test", &String::new).ok();
+                    assert_eq!(slow, Some(fast), "bytes {bytes:?}");
+                }
+            }
+            assert_eq!(decode_entry(&[1, 0, 4, 0, 0]), None, "no fifth op");
         }
 
         fn by_codec(bytes: &[u8]) -> Option<AtData> {
