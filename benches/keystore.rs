@@ -111,6 +111,16 @@ fn reads(c: &mut Criterion, fx: &Fx<'_>) {
             std::hint::black_box(r.values.get(fx.key(i)).expect("get"));
         })
     });
+    // Raw get plus decoding the bytes into an `AtData` with the crate's codec: what a
+    // caller of raw sled would need to do to have the value this `get` returns.
+    g.add("raw_decode", |iters| {
+        let r = fx.raw3().borrow();
+        timed(iters, |i| {
+            let bytes = r.values.get(fx.key(i)).expect("get").expect("present");
+            let v: AtData = codec::decode(&bytes, "raw", &String::new).expect("decode");
+            std::hint::black_box(v);
+        })
+    });
     // The same record read from the one-tree layout (records, entries and index together).
     g.add("raw_one_tree", |iters| {
         let r = fx.raw1().borrow();
@@ -754,6 +764,12 @@ const RATIOS: &[Ratio] = &[
         num: "ours",
         den: "raw",
         note: "target <= 1.5x",
+    },
+    Ratio {
+        group: "get",
+        num: "ours",
+        den: "raw_decode",
+        note: "raw get plus decode",
     },
     Ratio {
         group: "get",
