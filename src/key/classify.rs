@@ -150,6 +150,20 @@ pub fn classify(key: &str) -> KeyType {
     KeyType::InvalidKey
 }
 
+/// Whether [`classify`] would give anything but [`KeyType::InvalidKey`]. Only match tests:
+/// the self/shared distinction needs the captures, which cost several times more, and a
+/// write's validation does not need it.
+pub(crate) fn is_valid(key: &str) -> bool {
+    let r = rules();
+    r.reserved.is_match(key)
+        || r.public.is_match(key)
+        || r.private.is_match(key)
+        || r.self_or_shared.is_match(key)
+        || r.cached_public.is_match(key)
+        || r.cached_shared.is_match(key)
+        || r.local.is_match(key)
+}
+
 /// A human-readable explanation of why a lower-cased key is an [`KeyType::InvalidKey`],
 /// naming the first problem found. Only meaningful for keys that [`classify`] rejects.
 pub(crate) fn invalid_reason(key: &str) -> String {

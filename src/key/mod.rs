@@ -102,7 +102,7 @@ pub fn canonical_key(key: &str) -> String {
 /// (`" privatekey:at_secret"` → `privatekey:at_secret`).
 pub fn validate_key(key: &str) -> Result<String> {
     let lower = key.to_lowercase();
-    if classify(&lower) == KeyType::InvalidKey {
+    if !classify::is_valid(&lower) {
         return Err(PersistenceError::InvalidKey {
             key: key.to_string(),
             reason: classify::invalid_reason(&lower),

@@ -6,11 +6,16 @@ use crate::error::{PersistenceError, Result};
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A file beside sled's own, written once the database's identity record is durable.
 pub(crate) const IDENTITY_MARKER: &str = "atps-identity";
+
+/// Under [`Durability::Periodic`], a flush after this many atomic commits (see
+/// [`SledDb::flush`]).
+pub(crate) const MAX_UNFLUSHED_COMMITS: u32 = 2;
 
 /// How an acknowledged write is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +30,11 @@ pub enum Durability {
     /// Writes are acknowledged from memory and sled flushes every `interval_ms`
     /// milliseconds: a process crash loses at most about one interval of writes. The
     /// client default (its server holds the truth).
+    ///
+    /// The writer also waits for sled's log writes after every second atomic commit, so
+    /// that at most a handful of them are ever outstanding: sled 0.34 can deadlock when
+    /// more are queued on its I/O pool than it has threads (see the performance notes
+    /// in `PERFORMANCE.md`). A burst of writes therefore runs at the disk's pace.
     Periodic {
         /// Flush interval in milliseconds (at least 1).
         interval_ms: u64,
@@ -54,6 +64,8 @@ pub(crate) struct SledDb {
     at_sign: String,
     /// The database's log file, for `fsync` under [`Durability::DurableSync`].
     sync_file: Mutex<Option<File>>,
+    /// Atomic commits made since the last flush under [`Durability::Periodic`].
+    unflushed: AtomicU32,
 }
 
 impl std::fmt::Debug for SledDb {
@@ -189,6 +201,7 @@ impl SledDb {
             path: path.to_path_buf(),
             at_sign: at_sign.to_string(),
             sync_file: Mutex::new(None),
+            unflushed: AtomicU32::new(0),
         };
         this.check_identity(at_sign)?;
         Ok(this)
@@ -290,10 +303,29 @@ impl SledDb {
             .map_err(|e| backend(&format!("opening tree {name}"), e))
     }
 
-    /// Makes everything written so far durable at `level`.
+    /// Makes everything written so far durable at `level`; called after every atomic
+    /// commit.
+    ///
+    /// Under [`Durability::Periodic`] it flushes after every [`MAX_UNFLUSHED_COMMITS`]
+    /// commits. sled 0.34 writes its log buffer out on its process-wide I/O thread pool
+    /// twice per atomic commit (`pwrite` plus `sync_file_range`) and does not wait for
+    /// those writes unless asked. When commits outpace the disk the writes queue up
+    /// without bound (and memory with them), and when every pool thread holds one of this
+    /// database's writes, each waiting for the segment accountant, while the accountant's
+    /// holder waits for a file truncation queued on the same pool, nothing moves again
+    /// (observed in this crate's benchmarks: every `sled-io` thread parked in
+    /// `IoBufs::write_to_log`, the writer in `SegmentAccountant::next` waiting for the
+    /// truncation). The pool keeps seven idle threads; two commits (four writes) plus one
+    /// flush stay below that, so the truncation always finds a thread.
     pub(crate) fn flush(&self, level: Durability) -> Result<()> {
         match level {
-            Durability::Periodic { .. } => Ok(()),
+            Durability::Periodic { .. } => {
+                if self.unflushed.fetch_add(1, Ordering::Relaxed) + 1 < MAX_UNFLUSHED_COMMITS {
+                    return Ok(());
+                }
+                self.unflushed.store(0, Ordering::Relaxed);
+                self.db.flush().map(|_| ()).map_err(|e| backend("flush", e))
+            }
             Durability::Durable => self.db.flush().map(|_| ()).map_err(|e| backend("flush", e)),
             Durability::DurableSync => {
                 self.db.flush().map_err(|e| backend("flush", e))?;

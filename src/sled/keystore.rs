@@ -23,6 +23,8 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use futures::StreamExt;
+use sled::IVec;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -44,11 +46,29 @@ pub(crate) struct KeyStoreSettings {
 }
 
 /// The in-memory copy of the persisted counters. Only the writer changes them.
+///
+/// The high-water mark on disk is `max(mhwm, newest commit entry id)`: while the entry
+/// with id `hwm` exists, it carries the mark and `mhwm` is not rewritten, so a commit
+/// writes its record, its entry and the index and nothing else (one sled write fewer per
+/// put, and no rewrite of the counters' page). `mhwm` is written in the same batch as
+/// soon as the newest entry would no longer carry the mark (it is purged, or the mark is
+/// raised without an entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Counters {
     hwm: i64,
     commit_count: u64,
     key_count: u64,
+    /// The `mhwm` value on disk (at most `hwm`).
+    stored_hwm: i64,
+    /// Whether the commit entry with id `hwm` is on disk.
+    hwm_entry_live: bool,
+}
+
+impl Counters {
+    /// The high-water mark in use.
+    pub(crate) fn hwm(&self) -> i64 {
+        self.hwm
+    }
 }
 
 struct Handle {
@@ -175,10 +195,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn decode_record(bytes: &[u8], key: &str) -> Result<AtData> {
-    codec::decode::<AtData>(bytes, STORE, &|| key.to_string())
+    match record_v1::decode(bytes) {
+        Some(data) => Ok(data),
+        // Anything the fast path does not take (another format byte, a damaged record)
+        // goes through the codec, which decides and words the error.
+        None => codec::decode::<AtData>(bytes, STORE, &|| key.to_string()),
+    }
+}
+
+/// The canonical form of `key` (see [`key::canonical_key`]), borrowed when `key` already
+/// is canonical: printable ASCII without upper case or spaces, which trimming,
+/// lower-casing and deleting spaces leave unchanged.
+fn canonical(key: &str) -> Cow<'_, str> {
+    if key
+        .bytes()
+        .all(|b| matches!(b, 0x21..=0x7e) && !b.is_ascii_uppercase())
+    {
+        Cow::Borrowed(key)
+    } else {
+        Cow::Owned(key::canonical_key(key))
+    }
 }
 
 fn decode_entry(bytes: &[u8], id_key: &[u8]) -> Result<CommitEntry> {
+    if let Some(entry) = record_v1::decode_entry(bytes) {
+        return Ok(entry);
+    }
     codec::decode::<CommitEntry>(bytes, COMMIT_STORE, &|| match lay::commit_id_of(id_key) {
         Some(id) => format!("commit id {id}"),
         None => lay::render(id_key),
@@ -194,7 +236,16 @@ struct OpResult {
 impl KsInner {
     pub(crate) fn open(db: Arc<SledDb>, settings: KeyStoreSettings) -> Result<Arc<KsInner>> {
         let tree = db.tree(TREE)?;
-        let hwm = read_counter_i64(&tree, lay::HWM, -1)?;
+        let stored_hwm = read_counter_i64(&tree, lay::HWM, -1)?;
+        // One seek: the newest entry's id (see `Counters`).
+        let newest = tree
+            .range(vec![lay::COMMIT]..lay::prefix_end(lay::COMMIT))
+            .keys()
+            .next_back()
+            .transpose()
+            .map_err(|e| backend("reading the newest commit id", e))?
+            .and_then(|k| lay::commit_id_of(&k));
+        let hwm = stored_hwm.max(newest.unwrap_or(-1));
         let commit_count = read_counter_i64(&tree, lay::COMMIT_COUNT, 0)? as u64;
         let key_count = read_counter_i64(&tree, lay::KEY_COUNT, 0)? as u64;
         let (tx, _) = broadcast::channel(settings.change_buffer.max(1));
@@ -206,6 +257,8 @@ impl KsInner {
                 hwm,
                 commit_count,
                 key_count,
+                stored_hwm,
+                hwm_entry_live: newest == Some(hwm),
             }),
             events: RwLock::new(Some(tx)),
             pre_hooks: RwLock::new(Vec::new()),
@@ -230,6 +283,25 @@ impl KsInner {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+    }
+
+    /// The stored record bytes under the canonical key `canonical`: one sled read, with
+    /// neither a copy of the tree handle nor a heap-allocated storage key.
+    fn read_stored(&self, canonical: &str, context: &str) -> Result<Option<IVec>> {
+        let guard = self.handle.read().unwrap_or_else(|p| p.into_inner());
+        let h = guard
+            .as_ref()
+            .ok_or(PersistenceError::StoreClosed { store: STORE })?;
+        let k = canonical.as_bytes();
+        let mut buf = [0u8; 96];
+        let read = if k.len() < buf.len() {
+            buf[0] = lay::RECORD;
+            buf[1..=k.len()].copy_from_slice(k);
+            h.tree.get(&buf[..=k.len()])
+        } else {
+            h.tree.get(prefixed(lay::RECORD, k))
+        };
+        read.map_err(|e| backend(context, e))
     }
 
     pub(crate) fn tree(&self) -> Result<sled::Tree> {
@@ -280,7 +352,7 @@ impl KsInner {
     // ----- staged primitives (writer only) -----
 
     fn read_record(&self, s: &Staging<'_>, key: &str) -> Result<Option<AtData>> {
-        match s.get(&prefixed(lay::RECORD, key.as_bytes()))? {
+        match s.get_ivec(&prefixed(lay::RECORD, key.as_bytes()))? {
             Some(bytes) => decode_record(&bytes, key).map(Some),
             None => Ok(None),
         }
@@ -316,20 +388,31 @@ impl KsInner {
         }
     }
 
-    fn unindex(s: &mut Staging<'_>, key: &str, old: &AtData) {
-        if let Some(meta) = &old.meta_data {
-            if let Some(t) = meta.created_at {
-                s.remove(timed(lay::CREATED, t, key.as_bytes()));
-            }
-            if let Some(t) = meta.expires_at {
-                s.remove(timed(lay::EXPIRY, t, key.as_bytes()));
-            }
-            if let Some(t) = meta.available_at {
-                s.remove(timed(lay::AVAILABLE, t, key.as_bytes()));
-            }
+    /// The index entries (creation, expiry, availability) a record with `meta` has.
+    fn index_keys(key: &str, meta: Option<&AtMetaData>) -> [Option<Vec<u8>>; 3] {
+        let entry = |prefix: u8, t: Option<Timestamp>| t.map(|t| timed(prefix, t, key.as_bytes()));
+        match meta {
+            Some(m) => [
+                entry(lay::CREATED, m.created_at),
+                entry(lay::EXPIRY, m.expires_at),
+                entry(lay::AVAILABLE, m.available_at),
+            ],
+            None => [None, None, None],
         }
     }
 
+    fn unindex(s: &mut Staging<'_>, key: &str, old: &AtData) {
+        for k in Self::index_keys(key, old.meta_data.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            s.remove(k);
+        }
+    }
+
+    /// Stages `new` under `key` and moves its index entries from those of `old`. An
+    /// entry that stays the same (an overwrite keeps `created_at`, for one) is not
+    /// rewritten: the batch carries only what changes.
     fn write_record(
         s: &mut Staging<'_>,
         c: &mut Counters,
@@ -337,19 +420,20 @@ impl KsInner {
         old: Option<&AtData>,
         new: &AtData,
     ) {
-        match old {
-            Some(old) => Self::unindex(s, key, old),
-            None => c.key_count += 1,
+        if old.is_none() {
+            c.key_count += 1;
         }
-        if let Some(meta) = &new.meta_data {
-            if let Some(t) = meta.created_at {
-                s.insert(timed(lay::CREATED, t, key.as_bytes()), Vec::new());
+        let before = Self::index_keys(key, old.and_then(|o| o.meta_data.as_ref()));
+        let after = Self::index_keys(key, new.meta_data.as_ref());
+        for (b, a) in before.into_iter().zip(after) {
+            if b == a {
+                continue;
             }
-            if let Some(t) = meta.expires_at {
-                s.insert(timed(lay::EXPIRY, t, key.as_bytes()), Vec::new());
+            if let Some(b) = b {
+                s.remove(b);
             }
-            if let Some(t) = meta.available_at {
-                s.insert(timed(lay::AVAILABLE, t, key.as_bytes()), Vec::new());
+            if let Some(a) = a {
+                s.insert(a, IVec::default());
             }
         }
         s.insert(prefixed(lay::RECORD, key.as_bytes()), codec::encode(new));
@@ -363,7 +447,7 @@ impl KsInner {
 
     fn latest_id(s: &Staging<'_>, at_key: &str) -> Result<Option<i64>> {
         let k = prefixed(lay::COMMIT_BY_KEY, at_key.as_bytes());
-        match s.get(&k)? {
+        match s.get_ivec(&k)? {
             Some(v) => lay::read_i64(&v)
                 .map(Some)
                 .ok_or_else(|| PersistenceError::CorruptRecord {
@@ -737,11 +821,18 @@ impl KsInner {
         )
     }
 
-    /// Stages the counters that changed during the group.
-    fn stage_counters(s: &mut Staging<'_>, before: &Counters, after: &Counters) {
-        if before.hwm != after.hwm {
+    /// Stages the counters that changed during the group (`mhwm` only when the newest
+    /// entry does not carry the mark: see [`Counters`]).
+    fn stage_counters(s: &mut Staging<'_>, before: &Counters, after: &mut Counters) {
+        let entry_live = match s.staged(&lay::commit_key(after.hwm)) {
+            Some(staged) => staged.is_some() && after.hwm >= 0,
+            None => after.hwm == before.hwm && before.hwm_entry_live,
+        };
+        if !entry_live && after.stored_hwm != after.hwm {
             s.insert(lay::HWM.to_vec(), after.hwm.to_be_bytes().to_vec());
+            after.stored_hwm = after.hwm;
         }
+        after.hwm_entry_live = entry_live;
         if before.commit_count != after.commit_count {
             s.insert(
                 lay::COMMIT_COUNT.to_vec(),
@@ -762,9 +853,17 @@ impl KsInner {
     /// remaining commit entries (tombstones) with their latest-entry pointers — and keeps
     /// the counters equal to what is left, so a crash part-way leaves a smaller, consistent
     /// store. The high-water mark is reset last, so ids are never reused unless the clear
-    /// completed.
-    fn clear_tree(&self, tree: &sled::Tree, c: &mut Counters) -> Result<()> {
+    /// completed. Each chunk is followed by a flush at the store's durability, so sled's
+    /// write backlog stays bounded however large the store is (see [`SledDb::flush`]).
+    fn clear_tree(&self, db: &SledDb, tree: &sled::Tree, c: &mut Counters) -> Result<()> {
         const CHUNK: usize = 1024;
+        // The chunks remove commit entries, the newest among them: the mark goes to disk
+        // first, so a clear cut short keeps it.
+        if c.stored_hwm != c.hwm {
+            tree.insert(lay::HWM, &c.hwm.to_be_bytes()[..])
+                .map_err(|e| backend("clear", e))?;
+            c.stored_hwm = c.hwm;
+        }
         // 1. Records, with their indexes and commit entries.
         loop {
             let mut local = *c;
@@ -791,8 +890,9 @@ impl KsInner {
             if n == 0 {
                 break;
             }
-            Self::stage_counters(&mut s, c, &local);
+            Self::stage_counters(&mut s, c, &mut local);
             s.apply()?;
+            db.flush(self.settings.durability)?;
             *c = local;
         }
         // 2. Commit entries without a record (tombstones), with their pointers.
@@ -813,8 +913,9 @@ impl KsInner {
             if n == 0 {
                 break;
             }
-            Self::stage_counters(&mut s, c, &local);
+            Self::stage_counters(&mut s, c, &mut local);
             s.apply()?;
+            db.flush(self.settings.durability)?;
             *c = local;
         }
         // 3. Anything left (legacy duplicates, entries of undecodable records).
@@ -836,9 +937,12 @@ impl KsInner {
                 break;
             }
             tree.apply_batch(batch).map_err(|e| backend("clear", e))?;
+            db.flush(self.settings.durability)?;
         }
         let mut batch = sled::Batch::default();
         c.hwm = -1;
+        c.stored_hwm = -1;
+        c.hwm_entry_live = false;
         c.key_count = 0;
         c.commit_count = 0;
         batch.insert(lay::HWM, &(-1i64).to_be_bytes()[..]);
@@ -869,8 +973,7 @@ impl KsInner {
                 }
             }
         }
-        let after = *counters;
-        Self::stage_counters(&mut staging, &before, &after);
+        Self::stage_counters(&mut staging, &before, &mut counters);
         let applied = if staging.is_empty() {
             Ok(())
         } else {
@@ -936,7 +1039,7 @@ impl GroupProcessor for KsInner {
                 }
                 let mut counters = lock(&self.counters);
                 let r = self
-                    .clear_tree(&tree, &mut counters)
+                    .clear_tree(&db, &tree, &mut counters)
                     .and_then(|_| db.flush(self.settings.durability));
                 drop(counters);
                 let _ = q.tx.send(r.map(|_| Outcome::Unit));
@@ -1088,18 +1191,16 @@ impl KsInner {
 #[async_trait]
 impl KeyValueStore<AtData> for SledKeyStore {
     async fn get(&self, key: &str) -> Result<AtData> {
-        let tree = self.inner.tree()?;
-        let canonical = key::canonical_key(key);
-        match tree
-            .get(prefixed(lay::RECORD, canonical.as_bytes()))
-            .map_err(|e| backend("get", e))?
-        {
+        let canonical = canonical(key);
+        match self.inner.read_stored(&canonical, "get")? {
             Some(bytes) => {
                 let mut data = decode_record(&bytes, &canonical)?;
-                data.key = Some(canonical);
+                data.key = Some(canonical.into_owned());
                 Ok(data)
             }
-            None => Err(PersistenceError::KeyNotFound { key: canonical }),
+            None => Err(PersistenceError::KeyNotFound {
+                key: canonical.into_owned(),
+            }),
         }
     }
 
@@ -1152,7 +1253,7 @@ impl KeyValueStore<AtData> for SledKeyStore {
 
     async fn exists(&self, key: &str) -> Result<bool> {
         let tree = self.inner.tree()?;
-        let canonical = key::canonical_key(key);
+        let canonical = canonical(key);
         tree.contains_key(prefixed(lay::RECORD, canonical.as_bytes()))
             .map_err(|e| backend("exists", e))
     }
@@ -1237,17 +1338,15 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<BTreeMap<String, AtData>> {
-        let tree = self.inner.tree()?;
+        self.inner.tree()?;
         let mut out = BTreeMap::new();
         for k in keys {
-            let canonical = key::canonical_key(k);
-            if out.contains_key(&canonical) {
+            let canonical = canonical(k);
+            if out.contains_key(canonical.as_ref()) {
                 continue;
             }
-            if let Some(bytes) = tree
-                .get(prefixed(lay::RECORD, canonical.as_bytes()))
-                .map_err(|e| backend("get_many", e))?
-            {
+            if let Some(bytes) = self.inner.read_stored(&canonical, "get_many")? {
+                let canonical = canonical.into_owned();
                 let mut data = decode_record(&bytes, &canonical)?;
                 data.key = Some(canonical.clone());
                 out.insert(canonical, data);
@@ -1483,10 +1582,10 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<AtMetaData>> {
-        match self.get(key).await {
-            Ok(d) => Ok(d.meta_data),
-            Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
+        let canonical = canonical(key);
+        match self.inner.read_stored(&canonical, "get")? {
+            Some(bytes) => Ok(decode_record(&bytes, &canonical)?.meta_data),
+            None => Ok(None),
         }
     }
 
@@ -2000,5 +2099,375 @@ impl KsInner {
     /// Empties the keystore and its commit log and resets commit numbering.
     pub(crate) async fn clear(self: &Arc<Self>) -> Result<()> {
         run(self, KsOp::Clear).await.map(|_| ())
+    }
+}
+
+/// A direct decoder of format-1 keystore records and commit entries (the hottest reads:
+/// `get`, and the sync query's pages), equivalent to [`codec::decode`] for `AtData` and
+/// `CommitEntry`: the same bincode layout (varints, zig-zag `i64`, `0`/`1`
+/// option tags and booleans, length-prefixed UTF-8 strings, fields in declaration order,
+/// no trailing bytes), without serde's per-field dispatch. It returns `None` for anything
+/// it does not decode completely (another format byte, a damaged record), and the caller
+/// then asks the codec, so results and errors are exactly the codec's.
+///
+/// Every struct is built with all its fields named, so a field added to the model fails to
+/// compile here instead of decoding wrongly; the unit tests compare it with the codec.
+mod record_v1 {
+    use crate::model::codec::RECORD_FORMAT_V1;
+    use crate::model::{
+        AppMetadata, AtData, AtMetaData, CommitEntry, CommitOp, HashingAlgo, PublicKeyHash,
+        Timestamp,
+    };
+
+    struct Cursor<'a>(&'a [u8]);
+
+    impl<'a> Cursor<'a> {
+        fn byte(&mut self) -> Option<u8> {
+            let (&b, rest) = self.0.split_first()?;
+            self.0 = rest;
+            Some(b)
+        }
+
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            if n > self.0.len() {
+                return None;
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Some(head)
+        }
+
+        fn varint(&mut self) -> Option<u64> {
+            match self.byte()? {
+                b @ 0..=250 => Some(u64::from(b)),
+                251 => Some(u64::from(u16::from_le_bytes(
+                    self.take(2)?.try_into().ok()?,
+                ))),
+                252 => Some(u64::from(u32::from_le_bytes(
+                    self.take(4)?.try_into().ok()?,
+                ))),
+                253 => Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?)),
+                _ => None,
+            }
+        }
+
+        fn i64(&mut self) -> Option<i64> {
+            let n = self.varint()?;
+            Some(if n.is_multiple_of(2) {
+                (n / 2) as i64
+            } else {
+                !(n / 2) as i64
+            })
+        }
+
+        fn bool(&mut self) -> Option<bool> {
+            match self.byte()? {
+                0 => Some(false),
+                1 => Some(true),
+                _ => None,
+            }
+        }
+
+        fn string(&mut self) -> Option<String> {
+            let len = usize::try_from(self.varint()?).ok()?;
+            std::str::from_utf8(self.take(len)?).ok().map(str::to_owned)
+        }
+
+        fn timestamp(&mut self) -> Option<Timestamp> {
+            self.i64().map(Timestamp::from_millis)
+        }
+
+        fn opt<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+            if self.bool()? {
+                read(self).map(Some)
+            } else {
+                Some(None)
+            }
+        }
+    }
+
+    fn pub_key_hash(c: &mut Cursor<'_>) -> Option<PublicKeyHash> {
+        Some(PublicKeyHash {
+            hash: c.string()?,
+            algo: match c.varint()? {
+                0 => HashingAlgo::Sha256,
+                1 => HashingAlgo::Sha512,
+                _ => return None,
+            },
+        })
+    }
+
+    fn app_metadata(c: &mut Cursor<'_>) -> Option<AppMetadata> {
+        Some(AppMetadata {
+            provider_id: c.string()?,
+            additional: c.opt(Cursor::string)?,
+        })
+    }
+
+    fn metadata(c: &mut Cursor<'_>) -> Option<AtMetaData> {
+        // Field initialisers run in the order written: this is the declaration order.
+        Some(AtMetaData {
+            created_by: c.opt(Cursor::string)?,
+            updated_by: c.opt(Cursor::string)?,
+            created_at: c.opt(Cursor::timestamp)?,
+            updated_at: c.opt(Cursor::timestamp)?,
+            expires_at: c.opt(Cursor::timestamp)?,
+            status: c.opt(Cursor::string)?,
+            version: c.opt(Cursor::i64)?,
+            available_at: c.opt(Cursor::timestamp)?,
+            ttb: c.opt(Cursor::i64)?,
+            ttl: c.opt(Cursor::i64)?,
+            ttr: c.opt(Cursor::i64)?,
+            refresh_at: c.opt(Cursor::timestamp)?,
+            is_cascade: c.opt(Cursor::bool)?,
+            is_binary: c.opt(Cursor::bool)?,
+            is_encrypted: c.opt(Cursor::bool)?,
+            data_signature: c.opt(Cursor::string)?,
+            shared_key_enc: c.opt(Cursor::string)?,
+            pub_key_cs: c.opt(Cursor::string)?,
+            encoding: c.opt(Cursor::string)?,
+            enc_key_name: c.opt(Cursor::string)?,
+            enc_algo: c.opt(Cursor::string)?,
+            iv_nonce: c.opt(Cursor::string)?,
+            ske_enc_key_name: c.opt(Cursor::string)?,
+            ske_enc_algo: c.opt(Cursor::string)?,
+            pub_key_hash: c.opt(pub_key_hash)?,
+            immutable: c.opt(Cursor::bool)?,
+            app_metadata: c.opt(app_metadata)?,
+        })
+    }
+
+    /// The entry, or `None` when the bytes are not a complete format-1 `CommitEntry`.
+    pub(super) fn decode_entry(bytes: &[u8]) -> Option<CommitEntry> {
+        let (&format, payload) = bytes.split_first()?;
+        if format != RECORD_FORMAT_V1 {
+            return None;
+        }
+        let mut c = Cursor(payload);
+        let entry = CommitEntry {
+            at_key: c.string()?,
+            // Variant indexes in declaration order.
+            operation: match c.varint()? {
+                0 => CommitOp::Update,
+                1 => CommitOp::Delete,
+                2 => CommitOp::UpdateMeta,
+                3 => CommitOp::UpdateAll,
+                _ => return None,
+            },
+            op_time: c.timestamp()?,
+            commit_id: c.opt(Cursor::i64)?,
+        };
+        c.0.is_empty().then_some(entry)
+    }
+
+    /// The record, or `None` when the bytes are not a complete format-1 `AtData`.
+    pub(super) fn decode(bytes: &[u8]) -> Option<AtData> {
+        let (&format, payload) = bytes.split_first()?;
+        if format != RECORD_FORMAT_V1 {
+            return None;
+        }
+        let mut c = Cursor(payload);
+        let data = c.opt(Cursor::string)?;
+        let meta_data = c.opt(metadata)?;
+        if !c.0.is_empty() {
+            return None;
+        }
+        Some(AtData {
+            data,
+            meta_data,
+            key: None,
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::model::codec;
+
+        /// A small deterministic generator (xorshift).
+        struct Gen(u64);
+
+        impl Gen {
+            fn next(&mut self) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0
+            }
+            fn some(&mut self) -> bool {
+                !self.next().is_multiple_of(3)
+            }
+            fn int(&mut self) -> i64 {
+                match self.next() % 6 {
+                    0 => 0,
+                    1 => -((self.next() % 300) as i64),
+                    2 => (self.next() % 70_000) as i64,
+                    3 => i64::MIN,
+                    4 => i64::MAX,
+                    _ => self.next() as i64,
+                }
+            }
+            fn text(&mut self) -> String {
+                let len = match self.next() % 4 {
+                    0 => 0,
+                    1 => (self.next() % 20) as usize,
+                    2 => 250 + (self.next() % 10) as usize,
+                    _ => (self.next() % 70_000) as usize,
+                };
+                let alphabet = ['a', 'Z', '0', ' ', '@', 'é', '日', '😀'];
+                (0..len)
+                    .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize])
+                    .collect()
+            }
+            fn opt_text(&mut self) -> Option<String> {
+                self.some().then(|| self.text())
+            }
+            fn opt_int(&mut self) -> Option<i64> {
+                self.some().then(|| self.int())
+            }
+            fn opt_time(&mut self) -> Option<Timestamp> {
+                self.opt_int().map(Timestamp::from_millis)
+            }
+            fn opt_bool(&mut self) -> Option<bool> {
+                self.some().then(|| self.next().is_multiple_of(2))
+            }
+            fn meta(&mut self) -> AtMetaData {
+                AtMetaData {
+                    created_by: self.opt_text(),
+                    updated_by: self.opt_text(),
+                    created_at: self.opt_time(),
+                    updated_at: self.opt_time(),
+                    expires_at: self.opt_time(),
+                    status: self.opt_text(),
+                    version: self.opt_int(),
+                    available_at: self.opt_time(),
+                    ttb: self.opt_int(),
+                    ttl: self.opt_int(),
+                    ttr: self.opt_int(),
+                    refresh_at: self.opt_time(),
+                    is_cascade: self.opt_bool(),
+                    is_binary: self.opt_bool(),
+                    is_encrypted: self.opt_bool(),
+                    data_signature: self.opt_text(),
+                    shared_key_enc: self.opt_text(),
+                    pub_key_cs: self.opt_text(),
+                    encoding: self.opt_text(),
+                    enc_key_name: self.opt_text(),
+                    enc_algo: self.opt_text(),
+                    iv_nonce: self.opt_text(),
+                    ske_enc_key_name: self.opt_text(),
+                    ske_enc_algo: self.opt_text(),
+                    pub_key_hash: self.some().then(|| PublicKeyHash {
+                        hash: self.text(),
+                        algo: if self.next().is_multiple_of(2) {
+                            HashingAlgo::Sha256
+                        } else {
+                            HashingAlgo::Sha512
+                        },
+                    }),
+                    immutable: self.opt_bool(),
+                    app_metadata: self.some().then(|| AppMetadata {
+                        provider_id: self.text(),
+                        additional: self.opt_text(),
+                    }),
+                }
+            }
+            fn record(&mut self) -> AtData {
+                AtData {
+                    data: self.opt_text(),
+                    meta_data: self.some().then(|| self.meta()),
+                    key: None,
+                }
+            }
+        }
+
+        #[test]
+        fn decodes_every_entry_as_the_codec_does() {
+            let mut g = Gen(0x1234_5678_9abc_def1);
+            let ops = [
+                CommitOp::Update,
+                CommitOp::Delete,
+                CommitOp::UpdateMeta,
+                CommitOp::UpdateAll,
+            ];
+            for i in 0..400 {
+                let entry = CommitEntry {
+                    at_key: g.text(),
+                    operation: ops[i % 4],
+                    op_time: Timestamp::from_millis(g.int()),
+                    commit_id: g.opt_int(),
+                };
+                let mut bytes = codec::encode(&entry);
+                assert_eq!(decode_entry(&bytes), Some(entry));
+                match g.next() % 3 {
+                    0 => {
+                        let cut = (g.next() as usize) % bytes.len();
+                        bytes.truncate(cut);
+                    }
+                    1 => bytes.push(0),
+                    _ => {
+                        let at = (g.next() as usize) % bytes.len();
+                        bytes[at] = (g.next() % 256) as u8;
+                    }
+                }
+                if let Some(fast) = decode_entry(&bytes) {
+                    let slow = codec::decode::<CommitEntry>(&bytes, "test", &String::new).ok();
+                    assert_eq!(slow, Some(fast), "bytes {bytes:?}");
+                }
+            }
+            assert_eq!(decode_entry(&[1, 0, 4, 0, 0]), None, "no fifth op");
+        }
+
+        fn by_codec(bytes: &[u8]) -> Option<AtData> {
+            codec::decode::<AtData>(bytes, "test", &String::new).ok()
+        }
+
+        #[test]
+        fn decodes_every_record_as_the_codec_does() {
+            let mut g = Gen(0x2545_f491_4f6c_dd1d);
+            for _ in 0..400 {
+                let record = g.record();
+                let bytes = codec::encode(&record);
+                assert_eq!(decode(&bytes), Some(record.clone()));
+                assert_eq!(by_codec(&bytes), Some(record));
+            }
+            let full = AtData {
+                data: Some("v".into()),
+                meta_data: Some(g.meta()),
+                key: None,
+            };
+            assert_eq!(decode(&codec::encode(&full)), Some(full));
+            assert_eq!(
+                decode(&codec::encode(&AtData::default())),
+                Some(AtData::default())
+            );
+        }
+
+        #[test]
+        fn takes_no_bytes_the_codec_refuses_and_leaves_the_rest_to_it() {
+            let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+            for _ in 0..300 {
+                let mut bytes = codec::encode(&g.record());
+                match g.next() % 4 {
+                    0 => {
+                        let cut = (g.next() as usize) % bytes.len();
+                        bytes.truncate(cut);
+                    }
+                    1 => bytes.push((g.next() % 256) as u8),
+                    _ => {
+                        let at = (g.next() as usize) % bytes.len();
+                        bytes[at] = (g.next() % 256) as u8;
+                    }
+                }
+                // Whatever the fast path decodes, the codec decodes identically.
+                if let Some(fast) = decode(&bytes) {
+                    assert_eq!(by_codec(&bytes), Some(fast), "bytes {bytes:?}");
+                }
+            }
+            assert_eq!(decode(&[]), None);
+            assert_eq!(decode(&[2, 0, 0]), None);
+            assert_eq!(decode(&[1, 2]), None, "an option tag other than 0 or 1");
+            assert_eq!(decode(&[1, 1, 254]), None, "a u128 length");
+        }
     }
 }

@@ -4,12 +4,16 @@
 //! Each operation writes into its own layer first; [`Staging::commit_op`] merges the layer
 //! into the group, [`Staging::rollback_op`] discards it, so one failing operation never
 //! half-applies nor disturbs the others of its group.
+//!
+//! Keys and values are held as [`sled::IVec`], the form sled's batch takes, so a staged
+//! write is copied once (when it is staged) and moved into the batch.
 
 use super::db::backend;
 use crate::error::Result;
+use sled::IVec;
 use std::collections::BTreeMap;
 
-type Layer = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+type Layer = BTreeMap<IVec, Option<IVec>>;
 
 pub(crate) struct Staging<'t> {
     tree: &'t sled::Tree,
@@ -26,34 +30,46 @@ impl<'t> Staging<'t> {
         }
     }
 
+    /// What this group has staged under `key`: `None` when nothing, `Some(None)` for a
+    /// staged removal.
+    pub(crate) fn staged(&self, key: &[u8]) -> Option<Option<&IVec>> {
+        self.op
+            .get(key)
+            .or_else(|| self.group.get(key))
+            .map(Option::as_ref)
+    }
+
+    /// The value under `key` as the group sees it so far, without copying it.
+    pub(crate) fn get_ivec(&self, key: &[u8]) -> Result<Option<IVec>> {
+        if let Some(v) = self.staged(key) {
+            return Ok(v.cloned());
+        }
+        self.tree.get(key).map_err(|e| backend("read", e))
+    }
+
     /// The value under `key` as the group sees it so far.
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.op.get(key) {
-            return Ok(v.clone());
-        }
-        if let Some(v) = self.group.get(key) {
-            return Ok(v.clone());
-        }
-        self.tree
-            .get(key)
-            .map(|o| o.map(|v| v.to_vec()))
-            .map_err(|e| backend("read", e))
+        self.get_ivec(key).map(|v| v.map(|v| v.to_vec()))
     }
 
     /// Stages an insert.
-    pub(crate) fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.op.insert(key, Some(value));
+    pub(crate) fn insert(&mut self, key: impl Into<IVec>, value: impl Into<IVec>) {
+        self.op.insert(key.into(), Some(value.into()));
     }
 
     /// Stages a removal.
-    pub(crate) fn remove(&mut self, key: Vec<u8>) {
-        self.op.insert(key, None);
+    pub(crate) fn remove(&mut self, key: impl Into<IVec>) {
+        self.op.insert(key.into(), None);
     }
 
     /// Keeps the current operation's writes.
     pub(crate) fn commit_op(&mut self) {
-        let op = std::mem::take(&mut self.op);
-        self.group.extend(op);
+        if self.group.is_empty() {
+            std::mem::swap(&mut self.group, &mut self.op);
+        } else {
+            let op = std::mem::take(&mut self.op);
+            self.group.extend(op);
+        }
     }
 
     /// Discards the current operation's writes.

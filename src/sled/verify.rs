@@ -87,8 +87,9 @@ impl Target {
         match self {
             Target::Keystore(inner) => {
                 let tree = inner.tree()?;
-                let _writer = hold(&inner.counters);
-                contained(report, KEYSTORE, |r| check_keystore(&tree, r));
+                let writer = hold(&inner.counters);
+                let live_hwm = writer.hwm();
+                contained(report, KEYSTORE, |r| check_keystore(&tree, live_hwm, r));
             }
             Target::AccessLog(inner) => {
                 let tree = inner.tree()?;
@@ -376,7 +377,7 @@ struct KsTally {
     highest_id: Option<i64>,
 }
 
-fn check_keystore(tree: &sled::Tree, r: &mut VerifyReport) {
+fn check_keystore(tree: &sled::Tree, live_hwm: i64, r: &mut VerifyReport) {
     let rd = Reader { tree };
     let mut t = KsTally::default();
     let mut scan = Scan::new(KEYSTORE);
@@ -431,17 +432,31 @@ fn check_keystore(tree: &sled::Tree, r: &mut VerifyReport) {
     compare_counter(r, KEYSTORE, "key_count", key_count, t.records);
     let cl_count = rd.counter(r, COMMIT_LOG, "cl_count", lay::COMMIT_COUNT, 0);
     compare_counter(r, COMMIT_LOG, "cl_count", cl_count, t.commit_entries);
-    // An absent high-water mark reads as -1 (u64::MAX as i64).
-    if let Some(hwm) = rd.counter(r, COMMIT_LOG, "hwm", lay::HWM, u64::MAX) {
-        let hwm = hwm as i64;
-        if let Some(highest_id) = t.highest_id {
-            if hwm < highest_id {
-                r.push(
-                    COMMIT_LOG,
-                    "hwm",
-                    Problem::HighWaterMarkBelow { hwm, highest_id },
-                );
-            }
+    // The high-water mark is persisted lazily: the newest retained entry carries it, and
+    // `mhwm` is written when that entry goes (an absent `mhwm` reads as -1). What opening
+    // would recover, max(mhwm, newest id), must equal the mark the store is using, and no
+    // retained id may exceed it.
+    if let Some(stored) = rd.counter(r, COMMIT_LOG, "hwm", lay::HWM, u64::MAX) {
+        let stored = stored as i64;
+        let highest = t.highest_id.unwrap_or(-1);
+        if live_hwm < highest {
+            r.push(
+                COMMIT_LOG,
+                "hwm",
+                Problem::HighWaterMarkBelow {
+                    hwm: live_hwm,
+                    highest_id: highest,
+                },
+            );
+        } else if stored.max(highest) != live_hwm {
+            r.push(
+                COMMIT_LOG,
+                "hwm",
+                Problem::CounterMismatch {
+                    stored: stored.max(highest) as u64,
+                    actual: live_hwm as u64,
+                },
+            );
         }
     }
 }
