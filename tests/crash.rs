@@ -8,7 +8,7 @@
 //! child and runs the workload `ATPS_CRASH_SCENARIO` names; otherwise it runs every scenario
 //! and prints per-scenario figures and a closing `crash: N passed, M failed` line.
 //!
-//! Scenarios (default rounds): `writers` (20): four writers of put/put_meta/remove;
+//! Scenarios (default rounds): `migration` (6): migrations killed part-way; `writers` (20): four writers of put/put_meta/remove;
 //! `transactions` (10): transactions of 2,000 puts, kills aimed inside commits;
 //! `remove_many` (8): atomic fills and remove_many of 50-key groups; `expiry` (8): short
 //! explicit expiries, a real clock and a delete_expired_keys loop; `compaction` (8):
@@ -161,6 +161,13 @@ const SCENARIOS: &[Scenario] = &[
         default_rounds: 8,
         child: |b, seed| Box::pin(clear::child(b, seed)),
         parent: clear::parent,
+        summary: no_summary,
+    },
+    Scenario {
+        name: "migration",
+        default_rounds: 6,
+        child: |b, seed| Box::pin(migration::child(b, seed)),
+        parent: migration::parent,
         summary: no_summary,
     },
 ];
@@ -1992,5 +1999,193 @@ fn main() {
     println!("crash: {passed} passed, {failed} failed");
     if failed > 0 {
         std::process::exit(1);
+    }
+}
+
+/// Migration killed part-way: the child seeds the source bundle once, then migrates it into
+/// a fresh target directory after another. After the kill, the source is unchanged and
+/// consistent; every acknowledged target matches the source; the target that was being
+/// written is consistent (`verify`), holds no id above the source's mark, and is refused as
+/// a migration target until cleared, after which a migration into it matches the source.
+mod migration {
+    use super::*;
+    use at_persistence_secondary_server::model::AtNotificationBuilder;
+    use at_persistence_secondary_server::store::{
+        KeyValueStoreExt, PersistenceMigrator, PersistenceSnapshot,
+    };
+
+    const KEYS: usize = 400;
+
+    fn target_dir(dir: &Path, i: u64) -> PathBuf {
+        dir.join(format!("target{i}"))
+    }
+
+    async fn seed(bundle: &Bundle) {
+        let ks = bundle.key_value_store();
+        ks.transaction(|txn| async move {
+            for i in 0..KEYS {
+                let meta = AtMetaData {
+                    ttl: Some(if i % 7 == 0 { 1 } else { 86_400_000 }),
+                    ..Default::default()
+                };
+                txn.put(&format!("k{i}.mig@crash"), AtData::with_meta("v", meta))
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("seed keys");
+        for i in 0..20 {
+            ks.remove(&format!("gone{i}.mig@crash"), Default::default())
+                .await
+                .expect("tombstone");
+        }
+        let al = bundle.access_log().expect("access log");
+        for i in 0..50 {
+            al.insert("@bob", "pol", Some(&format!("k{i}")))
+                .await
+                .expect("access");
+        }
+        let nk = bundle.notification_keystore().expect("notifications");
+        for _ in 0..30 {
+            let n = AtNotificationBuilder::new().build();
+            nk.put(&n.id.clone(), n, WriteOptions::default())
+                .await
+                .expect("notification");
+        }
+    }
+
+    pub async fn child(bundle: Arc<Bundle>, _seed: u64) {
+        let out = stdout();
+        let dir = PathBuf::from(std::env::var("ATPS_CRASH_CHILD").expect("child dir"));
+        seed(&bundle).await;
+        say(&out, "ready".to_string());
+        for i in 0u64.. {
+            let factory = SledPersistenceFactory::new();
+            let target = factory
+                .initialize(AT_SIGN, &config(&target_dir(&dir, i)))
+                .await
+                .expect("target");
+            say(&out, format!("begin {i}"));
+            PersistenceMigrator::new()
+                .migrate(&bundle, &target)
+                .await
+                .expect("migrate");
+            say(&out, format!("ack {i}"));
+            factory.close().await;
+        }
+    }
+
+    pub fn parent(dir: &Path, seed: u64) -> RoundResult {
+        let mut child = Child::spawn("migration", dir, seed)?;
+        let mut rng = Rng::new(seed);
+        let mut acked = Vec::new();
+        let mut begun = None;
+        let mut record = |l: &str| -> Result<(), String> {
+            match l.split(' ').collect::<Vec<_>>().as_slice() {
+                ["ready"] => {}
+                ["begin", i] => begun = Some(parse::<u64>(i, l)?),
+                ["ack", i] => acked.push(parse::<u64>(i, l)?),
+                _ => return Err(format!("unexpected child output {l:?}")),
+            }
+            Ok(())
+        };
+        child.wait_ready(&mut record)?;
+        child.follow(Duration::from_millis(20 + rng.below(400)), &mut record)?;
+        for l in child.kill()? {
+            record(&l)?;
+        }
+        let dir = dir.to_path_buf();
+        reopen(&dir.clone(), move |b| Box::pin(check(b, dir, acked, begun)))
+    }
+
+    async fn open(path: &Path) -> Result<(SledPersistenceFactory, Arc<Bundle>), String> {
+        let f = SledPersistenceFactory::new();
+        let b = f
+            .initialize(AT_SIGN, &config(path))
+            .await
+            .map_err(|e| format!("reopen {}: {e}", path.display()))?;
+        Ok((f, b))
+    }
+
+    async fn check(
+        source: &Bundle,
+        dir: PathBuf,
+        acked: Vec<u64>,
+        begun: Option<u64>,
+    ) -> Result<Figures, String> {
+        let report = source.verify().await.map_err(|e| e.to_string())?;
+        if !report.is_ok() {
+            return Err(format!("source after the kill:\n{report}"));
+        }
+        let want = PersistenceSnapshot::capture(source)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mark = source
+            .commit_log()
+            .ok_or("no commit log")?
+            .last_committed_sequence_number()
+            .await
+            .map_err(|e| e.to_string())?;
+        for i in &acked {
+            let (f, t) = open(&target_dir(&dir, *i)).await?;
+            let got = PersistenceSnapshot::capture(&t)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !got.matches(&want) {
+                return Err(format!(
+                    "acknowledged target {i} differs: {:?}",
+                    got.differences_from(&want).first()
+                ));
+            }
+            f.close().await;
+        }
+        let mut partial = 0;
+        let in_flight = begun.filter(|i| !acked.contains(i));
+        if let Some(i) = in_flight {
+            let path = target_dir(&dir, i);
+            if path.join("keys").exists() {
+                let (f, t) = open(&path).await?;
+                let report = t.verify().await.map_err(|e| e.to_string())?;
+                if !report.is_ok() {
+                    return Err(format!("target {i} half-written:\n{report}"));
+                }
+                let last = t
+                    .commit_log()
+                    .ok_or("no commit log")?
+                    .last_committed_sequence_number()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if last > mark {
+                    return Err(format!("target {i} mark {last} above the source's {mark}"));
+                }
+                match PersistenceMigrator::new().migrate(source, &t).await {
+                    Ok(_) => {}
+                    Err(PersistenceError::TargetNotEmpty { .. }) => {
+                        partial = 1;
+                        t.clear().await.map_err(|e| e.to_string())?;
+                        PersistenceMigrator::new()
+                            .migrate(source, &t)
+                            .await
+                            .map_err(|e| format!("migrate after clear: {e}"))?;
+                    }
+                    Err(e) => return Err(format!("re-migrate target {i}: {e}")),
+                }
+                let got = PersistenceSnapshot::capture(&t)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !got.matches(&want) {
+                    return Err(format!("re-migrated target {i} differs"));
+                }
+                f.close().await;
+            }
+        }
+        // "Aimed" here: a migration was in flight at the kill; "inside the window": its
+        // target already held data and had to be cleared before a new migration.
+        Ok(Figures {
+            acks: acked.len() as u64,
+            aimed: u64::from(in_flight.is_some()),
+            in_window: partial,
+        })
     }
 }
