@@ -7,6 +7,7 @@
 //! the tree.
 
 use super::db::{backend, Durability, SledDb};
+use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
 use super::staging::Staging;
 use super::writer::{self, GroupProcessor, WriteQueue};
@@ -163,8 +164,7 @@ pub(crate) struct KsInner {
     queue: WriteQueue<Queued>,
     pub(crate) counters: Mutex<Counters>,
     events: RwLock<Option<broadcast::Sender<KeyStoreChange>>>,
-    pre_hooks: RwLock<Vec<RemoveHook>>,
-    post_hooks: RwLock<Vec<RemoveHook>>,
+    hooks: RemoveHooks,
     /// Records decoded while opening (a test-support probe: must stay a small constant).
     #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
     decoded_at_open: AtomicU64,
@@ -261,8 +261,7 @@ impl KsInner {
                 hwm_entry_live: newest == Some(hwm),
             }),
             events: RwLock::new(Some(tx)),
-            pre_hooks: RwLock::new(Vec::new()),
-            post_hooks: RwLock::new(Vec::new()),
+            hooks: RemoveHooks::default(),
             decoded_at_open: AtomicU64::new(0),
         }))
     }
@@ -1128,26 +1127,7 @@ fn regex_of(pattern: Option<&str>) -> Result<Option<regex::Regex>> {
 
 impl KsInner {
     async fn run_hooks(&self, pre: bool, args: &RemoveHookArgs) -> Result<()> {
-        let hooks: Vec<RemoveHook> = if pre {
-            self.pre_hooks
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-        } else {
-            self.post_hooks
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-        };
-        for h in hooks {
-            h(args.clone())
-                .await
-                .map_err(|source| PersistenceError::HookFailed {
-                    key: args.key.clone(),
-                    source,
-                })?;
-        }
-        Ok(())
+        self.hooks.run(pre, args).await
     }
 
     /// Keys that are expired or not yet available at `now`, from the two indexes.
@@ -1499,19 +1479,11 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     fn add_pre_remove_hook(&self, hook: RemoveHook) {
-        self.inner
-            .pre_hooks
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(hook);
+        self.inner.hooks.add(true, hook);
     }
 
     fn add_post_remove_hook(&self, hook: RemoveHook) {
-        self.inner
-            .post_hooks
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(hook);
+        self.inner.hooks.add(false, hook);
     }
 }
 

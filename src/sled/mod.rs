@@ -13,6 +13,7 @@ mod access_log;
 mod config;
 mod db;
 mod factory;
+mod hooks;
 mod keystore;
 pub(crate) mod layout;
 mod notifications;

@@ -28,6 +28,7 @@
 
 use super::db::{backend, Durability, SledDb};
 use super::factory::SledStore;
+use super::hooks::RemoveHooks;
 use super::keystore::change_stream;
 use super::layout::{self as lay, instant_from, prefix_end, prefixed, read_u64, timed};
 use super::staging::Staging;
@@ -153,8 +154,7 @@ pub(crate) struct NkInner {
     pub(crate) count: Mutex<u64>,
     events: RwLock<Option<broadcast::Sender<KeyStoreChange>>>,
     stored: RwLock<Option<broadcast::Sender<NotificationEvent>>>,
-    pre_hooks: RwLock<Vec<RemoveHook>>,
-    post_hooks: RwLock<Vec<RemoveHook>>,
+    hooks: RemoveHooks,
 }
 
 impl std::fmt::Debug for NkInner {
@@ -220,8 +220,7 @@ impl NkInner {
             count: Mutex::new(count),
             events: RwLock::new(Some(events)),
             stored: RwLock::new(Some(stored)),
-            pre_hooks: RwLock::new(Vec::new()),
-            post_hooks: RwLock::new(Vec::new()),
+            hooks: RemoveHooks::default(),
         }))
     }
 
@@ -599,26 +598,7 @@ impl NkInner {
     }
 
     async fn run_hooks(&self, pre: bool, args: &RemoveHookArgs) -> Result<()> {
-        let hooks: Vec<RemoveHook> = if pre {
-            self.pre_hooks
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-        } else {
-            self.post_hooks
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-        };
-        for h in hooks {
-            h(args.clone())
-                .await
-                .map_err(|source| PersistenceError::HookFailed {
-                    key: args.key.clone(),
-                    source,
-                })?;
-        }
-        Ok(())
+        self.hooks.run(pre, args).await
     }
 
     /// Ids with effective expiry `<= as_of`, ascending by effective expiry.
@@ -1059,19 +1039,11 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     }
 
     fn add_pre_remove_hook(&self, hook: RemoveHook) {
-        self.inner
-            .pre_hooks
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(hook);
+        self.inner.hooks.add(true, hook);
     }
 
     fn add_post_remove_hook(&self, hook: RemoveHook) {
-        self.inner
-            .post_hooks
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(hook);
+        self.inner.hooks.add(false, hook);
     }
 }
 
