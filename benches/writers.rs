@@ -21,7 +21,14 @@ use std::cell::OnceCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const N: usize = 10_000;
+/// Keys in the store (1k when the benches run as tests).
+fn n() -> usize {
+    if measuring() {
+        10_000
+    } else {
+        1_000
+    }
+}
 const WRITERS: [usize; 3] = [1, 4, 16];
 
 fn multi_thread_runtime() -> tokio::runtime::Runtime {
@@ -34,7 +41,7 @@ fn multi_thread_runtime() -> tokio::runtime::Runtime {
 
 /// Writer `w`'s `j`-th key.
 fn writer_key(w: usize, j: u64) -> String {
-    key(spread(w as u64 * 1_000_003 + j, N))
+    key(spread(w as u64 * 1_000_003 + j, n()))
 }
 
 /// `iters` puts split over `writers` tokio tasks; returns the wall time.
@@ -184,17 +191,17 @@ fn main() {
                 } else {
                     periodic()
                 };
-                rt.block_on(Ours::filled(d, N))
+                rt.block_on(Ours::filled(d, n()))
             })
         };
         let raw = &|| {
             raw.get_or_init(|| {
-                let r = Raw3::filled(N);
+                let r = Raw3::filled(n());
                 let next = AtomicU64::new(r.next_id);
                 (r, next)
             })
         };
-        let mut g = Group::new(&mut c, group, N);
+        let mut g = Group::new(&mut c, group, n());
         g.inner()
             .throughput(Throughput::Elements(1))
             .sample_size(10)

@@ -3,7 +3,8 @@
 //!
 //! Loads `--keys` keys, then overwrites them `--puts` times in total (spread over the keys)
 //! from `--writers` OS threads, and reports the process's peak RSS (`VmHWM`), the database
-//! size on disk, the bytes the process wrote (`/proc/self/io`) and the put rate.
+//! size on disk, the bytes the process wrote (`/proc/self/io`: `wchar`, handed to write
+//! calls, and `write_bytes`, written back by the kernel in whole pages) and the put rate.
 //!
 //! ```text
 //! cargo run --release --example memory -- MODE [--keys N] [--puts P] [--writers W] [--cache-mb M]
@@ -20,7 +21,8 @@
 //! * `raw-plain`: the same writes as plain inserts (not atomic).
 //!
 //! Defaults: 100,000 keys, 1,000,000 puts, 1 writer, the crate's default cache. The last
-//! line is a Markdown table row.
+//! line is a Markdown table row: mode, keys, puts, writers, cache, puts/s, peak RSS, disk,
+//! bytes by write calls, bytes written back.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -85,13 +87,14 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Bytes this process caused to be written to storage (`/proc/self/io` `write_bytes`).
-fn write_bytes() -> u64 {
+/// A counter of `/proc/self/io`: `wchar` (bytes passed to write calls) or `write_bytes`
+/// (bytes the kernel wrote back to storage for this process, in whole pages).
+fn io_counter(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/io")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("write_bytes:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
@@ -119,7 +122,7 @@ fn main() {
     let a = parse();
     let rt = runtime();
     let started = Instant::now();
-    let written_before = write_bytes();
+    let (wchar_before, written_before) = (io_counter("wchar:"), io_counter("write_bytes:"));
     let (load_time, dir_bytes) = match a.mode.as_str() {
         "ours-durable" | "ours-periodic" => {
             let durability = if a.mode == "ours-durable" {
@@ -206,7 +209,8 @@ fn main() {
     };
     let hwm_kb = status_kb("VmHWM:");
     let rss_kb = status_kb("VmRSS:");
-    let written = write_bytes().saturating_sub(written_before);
+    let wchar = io_counter("wchar:").saturating_sub(wchar_before);
+    let written = io_counter("write_bytes:").saturating_sub(written_before);
     let rate = a.puts as f64 / load_time.as_secs_f64();
     println!(
         "mode={} keys={} puts={} writers={} cache={}MiB",
@@ -224,14 +228,15 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "peak RSS {:.0} MB, RSS at end {:.0} MB, disk {:.0} MB, written {:.2} GB",
+        "peak RSS {:.0} MB, RSS at end {:.0} MB, disk {:.0} MB, written {:.2} GB by write calls, {:.2} GB written back",
         hwm_kb as f64 / 1024.0,
         rss_kb as f64 / 1024.0,
         dir_bytes as f64 / 1e6,
+        wchar as f64 / 1e9,
         written as f64 / 1e9
     );
     println!(
-        "| {} | {} | {} | {} | {} MiB | {:.0} | {:.0} MB | {:.0} MB | {:.2} GB |",
+        "| {} | {} | {} | {} | {} MiB | {:.0} | {:.0} MB | {:.0} MB | {:.2} GB | {:.2} GB |",
         a.mode,
         a.keys,
         a.puts,
@@ -240,6 +245,7 @@ fn main() {
         rate,
         hwm_kb as f64 / 1024.0,
         dir_bytes as f64 / 1e6,
+        wchar as f64 / 1e9,
         written as f64 / 1e9
     );
 }

@@ -33,8 +33,8 @@ pub enum Durability {
     ///
     /// The writer also waits for sled's log writes after every second atomic commit, so
     /// that at most a handful of them are ever outstanding: sled 0.34 can deadlock when
-    /// more are queued on its I/O pool than it has threads (see the performance notes
-    /// in `PERFORMANCE.md`). A burst of writes therefore runs at the disk's pace.
+    /// more of one database's writes are queued on its I/O pool than the pool has idle
+    /// threads. A sustained burst of writes therefore runs at the disk's pace.
     Periodic {
         /// Flush interval in milliseconds (at least 1).
         interval_ms: u64,
