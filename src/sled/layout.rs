@@ -14,7 +14,7 @@
 //! | `C` + instant + canonical key | empty: creation index (`created_at`) |
 //! | `c` + commit id | envelope(`CommitEntry`) |
 //! | `k` + atKey (UTF-8) | commit id: latest entry per atKey |
-//! | `m` + counter name | big-endian counter |
+//! | `m` + counter name | big-endian counter (`mhwm` is written lazily, see [`HWM`]) |
 //!
 //! Instants are 8 bytes: the millisecond count with its sign bit flipped, big-endian, so
 //! byte order is time order also before 1970. Commit ids are non-negative and stored as
@@ -37,7 +37,9 @@ pub const COMMIT_BY_KEY: u8 = b'k';
 /// Prefix of counters.
 pub const COUNTER: u8 = b'm';
 
-/// Counter: the commit-id high-water mark (i64).
+/// Counter: the commit-id high-water mark (i64), as last persisted. It is written lazily:
+/// only when the newest commit entry stops carrying the mark (purge, raise, replay), so the
+/// effective mark is `max(mhwm, newest commit id)`; an absent `mhwm` counts as -1.
 pub const HWM: &[u8] = b"mhwm";
 /// Counter: retained commit entries (u64).
 pub const COMMIT_COUNT: &[u8] = b"mcl_count";
