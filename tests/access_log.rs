@@ -694,3 +694,134 @@ async fn stores_sharing_one_directory_keep_their_data_apart() {
     assert_eq!(log.entries_count().await.unwrap(), 0);
     assert_eq!(n.entries_count().await.unwrap(), 0);
 }
+
+/// How many entries, or planted keys, make a clear take three batches of at most 1024.
+const THREE_BATCHES: usize = 2_100;
+
+/// Opens the closed database at `path` with raw sled, retrying while the last handle's
+/// background threads still hold its lock.
+fn open_raw(path: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("raw open of {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Asserts, with raw sled on the closed database, that the log's tree holds nothing but
+/// its two counters, both 0.
+fn assert_only_zero_counters(path: &Path) {
+    let db = open_raw(path);
+    let tree = db.open_tree("access_log").unwrap();
+    let left: Vec<(Vec<u8>, Vec<u8>)> = tree
+        .iter()
+        .map(|r| r.unwrap())
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            (b"mentry_count".to_vec(), 0u64.to_be_bytes().to_vec()),
+            (b"mnext_id".to_vec(), 0u64.to_be_bytes().to_vec()),
+        ]
+    );
+}
+
+/// After a clear: reopened, the log is empty, consistent, and ids restart at 0.
+async fn assert_cleared_after_reopen(dir: &Path, cfg: SledPersistenceConfig) {
+    let f = SledPersistenceFactory::new();
+    let (b, log) = open_with(&f, cfg.clone()).await;
+    assert_eq!(log.entries_count().await.unwrap(), 0);
+    assert!(all_entries(&log).await.is_empty());
+    assert!(log.most_visited_at_signs(10).await.unwrap().is_empty());
+    assert!(log.most_visited_keys(10).await.unwrap().is_empty());
+    assert_eq!(log.get_last_access_log_entry().await.unwrap(), None);
+    assert_eq!(log.get_last_pkam_access_log_entry().await.unwrap(), None);
+    let report = b.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+    f.close().await;
+    drop((b, log));
+    assert_only_zero_counters(&dir.join("access_log"));
+    let f = SledPersistenceFactory::new();
+    let (_b, log) = open_with(&f, cfg).await;
+    assert_eq!(log.insert("@bob", "pol", None).await.unwrap(), 0);
+    assert_eq!(
+        log.most_visited_at_signs(10).await.unwrap(),
+        vec![("@bob".to_string(), 1)]
+    );
+}
+
+#[tokio::test]
+async fn a_clear_in_several_batches_flushes_after_each_and_is_complete_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = server(dir.path()).with_durability(Durability::Periodic { interval_ms: 50 });
+    let f = SledPersistenceFactory::new();
+    let (b, log) = open_with(&f, cfg.clone()).await;
+    for e in mixed_entries(THREE_BATCHES, 9) {
+        log.replay(e).await.unwrap();
+    }
+    assert_tallies_match_recount(&log).await;
+    let path = dir.path().join("access_log");
+    let before = f.test_support_flush_calls(&path).unwrap();
+    b.clear().await.unwrap();
+    let flushes = f.test_support_flush_calls(&path).unwrap() - before;
+    // Three batches of entries, each followed by a flush (plus the one after the reset),
+    // so sled never holds more than a bounded number of unflushed commits.
+    assert!(flushes >= 3, "{flushes} flushes for three batches");
+    assert_eq!(log.entries_count().await.unwrap(), 0);
+    f.close().await;
+    drop((b, log));
+    assert_cleared_after_reopen(dir.path(), cfg).await;
+}
+
+#[tokio::test]
+async fn a_clear_sweeps_many_leftover_keys_in_flushed_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = server(dir.path()).with_durability(Durability::Periodic { interval_ms: 50 });
+    let f = SledPersistenceFactory::new();
+    let (b, log) = open_with(&f, cfg.clone()).await;
+    for e in mixed_entries(20, 3) {
+        log.replay(e).await.unwrap();
+    }
+    f.close().await;
+    drop((b, log));
+    {
+        // Tallies and rank entries no entry accounts for (left by undecodable entries):
+        // only the clear's final sweep removes them.
+        let db = open_raw(&dir.path().join("access_log"));
+        let tree = db.open_tree("access_log").unwrap();
+        for i in 0..THREE_BATCHES / 2 {
+            let name = format!("@ghost{i:05}");
+            let mut stat = vec![b'c', b'a'];
+            stat.extend_from_slice(name.as_bytes());
+            let mut value = 1u64.to_be_bytes().to_vec();
+            value.extend_from_slice(&(1_000_000 + i as u64).to_be_bytes());
+            tree.insert(stat, value).unwrap();
+            let mut rank = vec![b'r', b'a'];
+            rank.extend_from_slice(&(u64::MAX - 1).to_be_bytes());
+            rank.extend_from_slice(&(1_000_000 + i as u64).to_be_bytes());
+            rank.extend_from_slice(name.as_bytes());
+            tree.insert(rank, &b""[..]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let f = SledPersistenceFactory::new();
+    let (b, log) = open_with(&f, cfg.clone()).await;
+    let path = dir.path().join("access_log");
+    let before = f.test_support_flush_calls(&path).unwrap();
+    b.clear().await.unwrap();
+    let flushes = f.test_support_flush_calls(&path).unwrap() - before;
+    // One batch of entries, then three of leftovers: each followed by a flush.
+    assert!(flushes >= 4, "{flushes} flushes for four batches");
+    f.close().await;
+    drop((b, log));
+    assert_cleared_after_reopen(dir.path(), cfg).await;
+}

@@ -912,3 +912,118 @@ async fn notifications_round_trip_every_field() {
     assert_eq!(n.get("full").await.unwrap(), v);
     assert_eq!(n.get_many(&["full"]).await.unwrap()["full"], v);
 }
+
+/// How many notifications, or planted keys, make a clear take three batches of at most
+/// 1024.
+const THREE_BATCHES: usize = 2_100;
+
+/// Opens the closed database at `path` with raw sled, retrying while the last handle's
+/// background threads still hold its lock.
+fn open_raw(path: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("raw open of {}: {e}", path.display()),
+        }
+    }
+}
+
+/// After a clear: reopened, the store is empty and consistent, its tree (read with raw
+/// sled) holds only a zero count, and it takes new notifications.
+async fn assert_cleared_after_reopen(dir: &Path, cfg: &SledPersistenceConfig) {
+    let f = SledPersistenceFactory::new();
+    let (b, n) = open_with(&f, cfg).await;
+    assert_eq!(n.entries_count().await.unwrap(), 0);
+    assert!(strings(n.get_keys(None).await.unwrap()).await.is_empty());
+    assert_eq!(n.iterate().await.unwrap().count().await, 0);
+    assert_eq!(n.next_expires_at().await.unwrap(), None);
+    let report = b.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+    f.close().await;
+    drop((b, n));
+    {
+        let db = open_raw(&dir.join("notifications"));
+        let tree = db.open_tree("notifications").unwrap();
+        let left: Vec<(Vec<u8>, Vec<u8>)> = tree
+            .iter()
+            .map(|r| r.unwrap())
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        assert_eq!(
+            left,
+            vec![(b"mentry_count".to_vec(), 0u64.to_be_bytes().to_vec())]
+        );
+    }
+    let f = SledPersistenceFactory::new();
+    let (_b, n) = open_with(&f, cfg).await;
+    put(&n, received("after")).await;
+    assert_eq!(n.entries_count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_clear_in_several_batches_flushes_after_each_and_is_complete_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let f = SledPersistenceFactory::new();
+    let cfg = server(dir.path())
+        .with_clock(clock.clone())
+        .with_durability(Durability::Periodic { interval_ms: 50 });
+    let (b, n) = open_with(&f, &cfg).await;
+    for i in 0..THREE_BATCHES {
+        put(&n, built(&format!("n-{i:05}"), T0, DAY + i as i64, None)).await;
+    }
+    assert_eq!(n.entries_count().await.unwrap(), THREE_BATCHES as u64);
+    let path = dir.path().join("notifications");
+    let before = f.test_support_flush_calls(&path).unwrap();
+    b.clear().await.unwrap();
+    let flushes = f.test_support_flush_calls(&path).unwrap() - before;
+    // Three batches of notifications, each followed by a flush (plus the one after the
+    // reset), so sled never holds more than a bounded number of unflushed commits.
+    assert!(flushes >= 3, "{flushes} flushes for three batches");
+    assert_eq!(n.entries_count().await.unwrap(), 0);
+    f.close().await;
+    drop((b, n));
+    assert_cleared_after_reopen(dir.path(), &cfg).await;
+}
+
+#[tokio::test]
+async fn a_clear_sweeps_many_leftover_keys_in_flushed_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = SledPersistenceFactory::new();
+    let cfg = server(dir.path()).with_durability(Durability::Periodic { interval_ms: 50 });
+    let (b, n) = open_with(&f, &cfg).await;
+    for i in 0..20 {
+        put(&n, received(&format!("n-{i}"))).await;
+    }
+    f.close().await;
+    drop((b, n));
+    {
+        // Index entries whose record is gone: only the clear's final sweep removes them.
+        let db = open_raw(&dir.path().join("notifications"));
+        let tree = db.open_tree("notifications").unwrap();
+        for i in 0..THREE_BATCHES {
+            let mut k = vec![b'y'];
+            k.extend_from_slice(format!("ghost-{i:05}").as_bytes());
+            tree.insert(k, &0u64.to_be_bytes()[..]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let f = SledPersistenceFactory::new();
+    let (b, n) = open_with(&f, &cfg).await;
+    let path = dir.path().join("notifications");
+    let before = f.test_support_flush_calls(&path).unwrap();
+    b.clear().await.unwrap();
+    let flushes = f.test_support_flush_calls(&path).unwrap() - before;
+    // One batch of notifications, then three of leftovers: each followed by a flush.
+    assert!(flushes >= 4, "{flushes} flushes for four batches");
+    f.close().await;
+    drop((b, n));
+    assert_cleared_after_reopen(dir.path(), &cfg).await;
+}

@@ -641,3 +641,100 @@ async fn a_subscriber_that_never_reads_does_not_hold_up_writers_and_learns_what_
         "the stream ends when the store closes"
     );
 }
+
+/// Opens the closed database at `path` with raw sled, retrying while the last handle's
+/// background threads still hold its lock.
+fn open_raw(path: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("raw open of {}: {e}", path.display()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_clear_in_several_batches_flushes_after_each_and_is_complete_after_reopen() {
+    const THREE_BATCHES: usize = 2_100;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = server(dir.path()).with_durability(
+        at_persistence_secondary_server::sled::Durability::Periodic { interval_ms: 50 },
+    );
+    let f = SledPersistenceFactory::new();
+    let b = f.initialize("@alice", &cfg).await.unwrap();
+    for i in 0..THREE_BATCHES {
+        b.key_value_store()
+            .put(
+                &format!("k{i:05}.clear@alice"),
+                AtData::new("v"),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    f.close().await;
+    drop(b);
+    {
+        // Index entries of records that are gone: only the clear's final sweep removes
+        // them.
+        let db = open_raw(&dir.path().join("keys"));
+        let tree = db.open_tree("keystore").unwrap();
+        for i in 0..THREE_BATCHES {
+            let mut k = vec![b'a'];
+            k.extend_from_slice(format!("ghost{i:05}.clear@alice").as_bytes());
+            tree.insert(k, &b""[..]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let f = SledPersistenceFactory::new();
+    let b = f.initialize("@alice", &cfg).await.unwrap();
+    let path = dir.path().join("keys");
+    let before = f.test_support_flush_calls(&path).unwrap();
+    b.clear().await.unwrap();
+    let flushes = f.test_support_flush_calls(&path).unwrap() - before;
+    // Three batches of records and three of leftovers, each followed by a flush.
+    assert!(flushes >= 6, "{flushes} flushes for six batches");
+    f.close().await;
+    drop(b);
+
+    let f = SledPersistenceFactory::new();
+    let b = f.initialize("@alice", &cfg).await.unwrap();
+    let (values, entries, hwm, count) = fingerprint(&b).await;
+    assert!(values.is_empty() && entries.is_empty());
+    assert_eq!((hwm, count), (-1, 0));
+    let report = b.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+    f.close().await;
+    drop(b);
+    {
+        let db = open_raw(&dir.path().join("keys"));
+        let tree = db.open_tree("keystore").unwrap();
+        let left: Vec<Vec<u8>> = tree.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+        assert!(
+            left.iter().all(|k| k.first() == Some(&b'm')),
+            "only counters are left: {:?}",
+            left.iter()
+                .map(|k| String::from_utf8_lossy(k))
+                .collect::<Vec<_>>()
+        );
+    }
+    let f = SledPersistenceFactory::new();
+    let b = f.initialize("@alice", &cfg).await.unwrap();
+    let id = b
+        .key_value_store()
+        .put(
+            "after.clear@alice",
+            AtData::new("v"),
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(id, Some(0), "commit ids restart after a completed clear");
+}

@@ -423,35 +423,23 @@ impl AlInner {
     }
 
     /// Empties the tree in bounded atomic chunks (each keeping the tallies and the count
-    /// consistent with what is left), then resets the counters.
-    fn clear_tree(&self, tree: &sled::Tree, c: &mut Counters) -> Result<()> {
+    /// consistent with what is left), then resets the counters. Each chunk is followed by
+    /// a flush at the log's durability, so sled's write backlog stays bounded however
+    /// large the log is (see [`SledDb::flush`]); the caller flushes the final reset.
+    fn clear_tree(&self, db: &SledDb, tree: &sled::Tree, c: &mut Counters) -> Result<()> {
+        let level = self.settings.durability;
         loop {
             let removed = self.compact_chunk(tree, c, u64::MAX, COMPACTION_CHUNK)?;
+            if removed.is_empty() {
+                break;
+            }
+            db.flush(level)?;
             if removed.len() < COMPACTION_CHUNK {
                 break;
             }
         }
         // Anything left (tallies of undecodable entries) goes in plain chunks.
-        loop {
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for item in tree.iter().keys() {
-                let k = item.map_err(|e| backend("clear access log", e))?;
-                if k.first() == Some(&lay::COUNTER) {
-                    continue;
-                }
-                batch.remove(k);
-                n += 1;
-                if n == COMPACTION_CHUNK {
-                    break;
-                }
-            }
-            if n == 0 {
-                break;
-            }
-            tree.apply_batch(batch)
-                .map_err(|e| backend("clear access log", e))?;
-        }
+        db.sweep_tree(tree, level, COMPACTION_CHUNK, "clear access log")?;
         let mut batch = sled::Batch::default();
         batch.insert(NEXT_ID, &0u64.to_be_bytes()[..]);
         batch.insert(ENTRY_COUNT, &0u64.to_be_bytes()[..]);
@@ -527,7 +515,9 @@ impl AlInner {
             Op::CompactChunk { boundary, limit } => self
                 .compact_chunk(tree, &mut counters, boundary, limit)
                 .map(Outcome::Ids),
-            Op::Clear => self.clear_tree(tree, &mut counters).map(|_| Outcome::Unit),
+            Op::Clear => self
+                .clear_tree(db, tree, &mut counters)
+                .map(|_| Outcome::Unit),
             Op::Append(_) => Err(PersistenceError::invalid_argument(
                 "op",
                 "an append is not exclusive",

@@ -1,12 +1,12 @@
 //! Opening sled databases: directory checks, the lock retry, panic containment, the format
 //! and atSign guard, and durable flushes.
 
-use super::layout::{AT_SIGN_KEY, FORMAT_KEY, FORMAT_VERSION};
+use super::layout::{AT_SIGN_KEY, COUNTER, FORMAT_KEY, FORMAT_VERSION};
 use crate::error::{PersistenceError, Result};
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,10 @@ pub(crate) struct SledDb {
     sync_file: Mutex<Option<File>>,
     /// Atomic commits made since the last flush under [`Durability::Periodic`].
     unflushed: AtomicU32,
+    /// Calls to [`SledDb::flush`] since opening: the atomic commits accounted for (a
+    /// test-support probe of the write-backlog bound).
+    #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
+    flush_calls: AtomicU64,
 }
 
 impl std::fmt::Debug for SledDb {
@@ -202,6 +206,7 @@ impl SledDb {
             at_sign: at_sign.to_string(),
             sync_file: Mutex::new(None),
             unflushed: AtomicU32::new(0),
+            flush_calls: AtomicU64::new(0),
         };
         this.check_identity(at_sign)?;
         Ok(this)
@@ -317,7 +322,12 @@ impl SledDb {
     /// `IoBufs::write_to_log`, the writer in `SegmentAccountant::next` waiting for the
     /// truncation). The pool keeps seven idle threads; two commits (four writes) plus one
     /// flush stay below that, so the truncation always finds a thread.
+    ///
+    /// An operation that applies several atomic batches in a row (a clear, a sweep) calls
+    /// this after each of them, like the writer does after each group: otherwise all of
+    /// its batches' writes would be queued at once.
     pub(crate) fn flush(&self, level: Durability) -> Result<()> {
+        self.flush_calls.fetch_add(1, Ordering::Relaxed);
         match level {
             Durability::Periodic { .. } => {
                 if self.unflushed.fetch_add(1, Ordering::Relaxed) + 1 < MAX_UNFLUSHED_COMMITS {
@@ -331,6 +341,47 @@ impl SledDb {
                 self.db.flush().map_err(|e| backend("flush", e))?;
                 self.fsync()
             }
+        }
+    }
+
+    /// Calls to [`SledDb::flush`] since this database was opened.
+    #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
+    pub(crate) fn flush_calls(&self) -> u64 {
+        self.flush_calls.load(Ordering::Relaxed)
+    }
+
+    /// Removes every key of `tree` except its counters (keys starting with [`COUNTER`]),
+    /// in atomic batches of at most `chunk` keys. Each batch is followed by
+    /// [`SledDb::flush`] at `level`, so sled's write backlog stays bounded however many
+    /// keys there are. A crash part-way leaves some of the keys and every counter; errors
+    /// name `context`.
+    pub(crate) fn sweep_tree(
+        &self,
+        tree: &sled::Tree,
+        level: Durability,
+        chunk: usize,
+        context: &str,
+    ) -> Result<()> {
+        let chunk = chunk.max(1);
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for item in tree.iter().keys() {
+                let k = item.map_err(|e| backend(context, e))?;
+                if k.first() == Some(&COUNTER) {
+                    continue;
+                }
+                batch.remove(k);
+                n += 1;
+                if n == chunk {
+                    break;
+                }
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            tree.apply_batch(batch).map_err(|e| backend(context, e))?;
+            self.flush(level)?;
         }
     }
 

@@ -213,6 +213,21 @@ impl SledPersistenceFactory {
             .map(|open| open.keystore.clone())
     }
 
+    /// How many atomic commits the open database at `path` has followed with a flush
+    /// (calls to its per-commit flush, at the configured durability), or `None` when this
+    /// factory holds no open database there. For the crate's own tests of the
+    /// write-backlog bound.
+    #[cfg(feature = "test-support")]
+    #[doc(hidden)]
+    pub fn test_support_flush_calls(&self, path: &Path) -> Option<u64> {
+        let real = std::fs::canonicalize(path).ok()?;
+        self.lock()
+            .dbs
+            .get(&real)
+            .and_then(Weak::upgrade)
+            .map(|db| db.flush_calls())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, FactoryState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

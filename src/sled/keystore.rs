@@ -891,8 +891,9 @@ impl KsInner {
             }
             Self::stage_counters(&mut s, c, &mut local);
             s.apply()?;
-            db.flush(self.settings.durability)?;
+            // The chunk is applied: the counters follow it even if the flush fails.
             *c = local;
+            db.flush(self.settings.durability)?;
         }
         // 2. Commit entries without a record (tombstones), with their pointers.
         loop {
@@ -914,30 +915,12 @@ impl KsInner {
             }
             Self::stage_counters(&mut s, c, &mut local);
             s.apply()?;
-            db.flush(self.settings.durability)?;
+            // The chunk is applied: the counters follow it even if the flush fails.
             *c = local;
+            db.flush(self.settings.durability)?;
         }
         // 3. Anything left (legacy duplicates, entries of undecodable records).
-        loop {
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for item in tree.iter().keys() {
-                let k = item.map_err(|e| backend("clear", e))?;
-                if k.first() == Some(&lay::COUNTER) {
-                    continue;
-                }
-                batch.remove(k);
-                n += 1;
-                if n == CHUNK {
-                    break;
-                }
-            }
-            if n == 0 {
-                break;
-            }
-            tree.apply_batch(batch).map_err(|e| backend("clear", e))?;
-            db.flush(self.settings.durability)?;
-        }
+        db.sweep_tree(tree, self.settings.durability, CHUNK, "clear")?;
         let mut batch = sled::Batch::default();
         c.hwm = -1;
         c.stored_hwm = -1;

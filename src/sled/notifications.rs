@@ -518,8 +518,11 @@ impl NkInner {
     }
 
     /// Empties the tree in bounded atomic chunks (each keeping the count and the index
-    /// consistent with what is left), then resets the count.
-    fn clear_tree(&self, tree: &sled::Tree, count: &mut u64) -> Result<()> {
+    /// consistent with what is left), then resets the count. Each chunk is followed by a
+    /// flush at the store's durability, so sled's write backlog stays bounded however
+    /// large the store is (see [`SledDb::flush`]); the caller flushes the final reset.
+    fn clear_tree(&self, db: &SledDb, tree: &sled::Tree, count: &mut u64) -> Result<()> {
+        let level = self.settings.durability;
         loop {
             let mut local = *count;
             let mut s = Staging::new(tree);
@@ -541,28 +544,10 @@ impl NkInner {
             s.commit_op();
             s.apply()?;
             *count = local;
+            db.flush(level)?;
         }
         // Leftovers (index entries of records that were already gone) in plain chunks.
-        loop {
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for item in tree.iter().keys() {
-                let k = item.map_err(|e| backend("clear notifications", e))?;
-                if k.first() == Some(&lay::COUNTER) {
-                    continue;
-                }
-                batch.remove(k);
-                n += 1;
-                if n == COMPACTION_CHUNK {
-                    break;
-                }
-            }
-            if n == 0 {
-                break;
-            }
-            tree.apply_batch(batch)
-                .map_err(|e| backend("clear notifications", e))?;
-        }
+        db.sweep_tree(tree, level, COMPACTION_CHUNK, "clear notifications")?;
         let mut batch = sled::Batch::default();
         batch.insert(ENTRY_COUNT, &0u64.to_be_bytes()[..]);
         tree.apply_batch(batch)
@@ -577,7 +562,7 @@ impl NkInner {
             Op::CompactChunk { as_of, limit } => self
                 .compact_chunk(tree, &mut count, as_of, limit)
                 .map(|(ids, more)| Outcome::Chunk(ids, more)),
-            Op::Clear => self.clear_tree(tree, &mut count).map(|_| Outcome::Unit),
+            Op::Clear => self.clear_tree(db, tree, &mut count).map(|_| Outcome::Unit),
             _ => Err(PersistenceError::invalid_argument(
                 "op",
                 "not an exclusive notification operation",
