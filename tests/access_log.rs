@@ -825,3 +825,43 @@ async fn a_clear_sweeps_many_leftover_keys_in_flushed_batches() {
     drop((b, log));
     assert_cleared_after_reopen(dir.path(), cfg).await;
 }
+
+#[tokio::test]
+async fn a_failed_flush_after_an_applied_insert_reports_the_error_and_never_reuses_an_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = SledPersistenceFactory::new();
+    let (b, log) = open_with(&f, server(dir.path())).await;
+    assert_eq!(log.insert("@bob", "pol", None).await.unwrap(), 0);
+    assert!(f.test_support_fail_next_flushes(&dir.path().join("access_log"), 1));
+    let err = log.insert("@carol", "pol", None).await.unwrap_err();
+    assert!(
+        matches!(&err, PersistenceError::Backend { context, .. } if context.contains("flush")),
+        "{err:?}"
+    );
+    // The entry was applied before the flush failed: it is there, counted, and its id is
+    // taken.
+    assert_eq!(log.entries_count().await.unwrap(), 2);
+    assert_eq!(log.insert("@dave", "pol", None).await.unwrap(), 2);
+    f.close().await;
+    drop((b, log));
+
+    let f = SledPersistenceFactory::new();
+    let (b, log) = open_with(&f, server(dir.path())).await;
+    let from: Vec<Option<String>> = log
+        .iterate()
+        .await
+        .unwrap()
+        .map(|e| e.unwrap().from_at_sign)
+        .collect()
+        .await;
+    assert_eq!(
+        from,
+        vec![
+            Some("@bob".to_string()),
+            Some("@carol".to_string()),
+            Some("@dave".to_string())
+        ]
+    );
+    assert_eq!(log.entries_count().await.unwrap(), 3);
+    assert!(b.verify().await.unwrap().is_ok());
+}

@@ -1027,3 +1027,43 @@ async fn a_clear_sweeps_many_leftover_keys_in_flushed_batches() {
     drop((b, n));
     assert_cleared_after_reopen(dir.path(), &cfg).await;
 }
+
+#[tokio::test]
+async fn a_failed_flush_after_an_applied_put_reports_the_error_and_keeps_the_count_right() {
+    let (dir, f, _clock, b, n) = fresh().await;
+    let mut stream = n.subscribe_notifications();
+    put(&n, received("n-a")).await;
+    assert!(f.test_support_fail_next_flushes(&dir.path().join("notifications"), 1));
+    let err = n
+        .put("n-b", received("n-b"), WriteOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PersistenceError::Backend { context, .. } if context.contains("flush")),
+        "{err:?}"
+    );
+    // The put was applied before the flush failed: it is stored, counted and announced.
+    assert_eq!(n.get("n-b").await.unwrap().id, "n-b");
+    assert_eq!(n.entries_count().await.unwrap(), 2);
+    put(&n, received("n-c")).await;
+    assert_eq!(n.entries_count().await.unwrap(), 3);
+    let mut announced = Vec::new();
+    for _ in 0..3 {
+        match stream.next().await {
+            Some(at_persistence_secondary_server::store::NotificationEvent::Stored(v)) => {
+                announced.push(v.id)
+            }
+            other => panic!("expected a notification, got {other:?}"),
+        }
+    }
+    assert_eq!(announced, ["n-a", "n-b", "n-c"]);
+    f.close().await;
+    drop((b, n));
+
+    let cfg = server(dir.path());
+    let f = SledPersistenceFactory::new();
+    let (b, n) = open_with(&f, &cfg).await;
+    assert_eq!(n.entries_count().await.unwrap(), 3);
+    let report = b.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+}

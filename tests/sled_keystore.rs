@@ -738,3 +738,70 @@ async fn a_clear_in_several_batches_flushes_after_each_and_is_complete_after_reo
         .unwrap();
     assert_eq!(id, Some(0), "commit ids restart after a completed clear");
 }
+
+#[tokio::test]
+async fn a_failed_flush_after_an_applied_group_reports_the_error_and_never_reuses_an_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = SledPersistenceFactory::new();
+    let b = open(&f, dir.path()).await;
+    let ks = b.key_value_store();
+    let mut events = ks.changes();
+    let first = ks
+        .put("a.flush@alice", AtData::new("1"), WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(first, Some(0));
+    assert!(f.test_support_fail_next_flushes(&dir.path().join("keys"), 1));
+    let err = ks
+        .put("b.flush@alice", AtData::new("2"), WriteOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PersistenceError::Backend { context, .. } if context.contains("flush")),
+        "{err:?}"
+    );
+    // The batch was applied before the flush failed: the write is visible, counted, and
+    // its commit id is taken.
+    assert_eq!(
+        ks.get("b.flush@alice").await.unwrap().data.as_deref(),
+        Some("2")
+    );
+    let next = ks
+        .put("c.flush@alice", AtData::new("3"), WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(next, Some(2), "the failed flush's group kept id 1");
+    let log = b.commit_log().unwrap();
+    assert_eq!(log.last_committed_sequence_number().await.unwrap(), 2);
+    // Readers see the failed flush's write, so subscribers hear of it too.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(events.next().await);
+    }
+    let added = |k: &str| {
+        Some(at_persistence_secondary_server::store::KeyStoreChange::KeyAdded { key: k.into() })
+    };
+    assert_eq!(
+        seen,
+        vec![
+            added("a.flush@alice"),
+            added("b.flush@alice"),
+            added("c.flush@alice")
+        ]
+    );
+    let report = b.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+    f.close().await;
+    drop(b);
+
+    let f = SledPersistenceFactory::new();
+    let b = open(&f, dir.path()).await;
+    let (values, entries, hwm, count) = fingerprint(&b).await;
+    assert_eq!(values.len(), 3);
+    assert_eq!(
+        entries.iter().map(|e| e.commit_id).collect::<Vec<_>>(),
+        vec![Some(0), Some(1), Some(2)]
+    );
+    assert_eq!((hwm, count), (2, 3));
+    assert!(b.verify().await.unwrap().is_ok());
+}

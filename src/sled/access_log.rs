@@ -27,7 +27,7 @@
 //! of the `p` range is the pkam entry with the latest request time, ties going to the
 //! highest id (the last inserted).
 
-use super::db::{backend, Durability, SledDb};
+use super::db::{backend, unflushed_error, Durability, SledDb};
 use super::factory::SledStore;
 use super::layout::{self as lay, instant_bytes, prefix_end, read_u64};
 use super::staging::Staging;
@@ -482,21 +482,10 @@ impl AlInner {
         }
         let after = *counters;
         Self::stage_counters(&mut staging, &before, &after);
-        let applied = if staging.is_empty() {
-            Ok(())
-        } else {
-            staging
-                .apply()
-                .and_then(|_| db.flush(self.settings.durability))
-        };
-        match applied {
-            Ok(()) => {
-                drop(counters);
-                for (tx, r) in results {
-                    let _ = tx.send(r);
-                }
-            }
-            Err(e) => {
+        let wrote = !staging.is_empty();
+        if wrote {
+            if let Err(e) = staging.apply() {
+                // Nothing was written: report the failure to every operation of the group.
                 *counters = before;
                 let msg = e.to_string();
                 for (tx, _) in results {
@@ -505,7 +494,24 @@ impl AlInner {
                         source: msg.clone().into(),
                     }));
                 }
+                return;
             }
+        }
+        // The group is in the tree: the counters stay, whatever the flush says, so no id
+        // is handed out twice.
+        drop(counters);
+        let flushed = if wrote {
+            db.flush(self.settings.durability)
+        } else {
+            Ok(())
+        };
+        let flush_error = flushed.err().map(|e| e.to_string());
+        for (tx, r) in results {
+            let answer = match (&flush_error, r) {
+                (Some(msg), Ok(_)) => Err(unflushed_error(msg)),
+                (_, r) => r,
+            };
+            let _ = tx.send(answer);
         }
     }
 

@@ -70,6 +70,10 @@ pub(crate) struct SledDb {
     /// test-support probe of the write-backlog bound).
     #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
     flush_calls: AtomicU64,
+    /// Test support: how many of the next flushes fail with an injected I/O error (a flush
+    /// failure cannot be provoked on a healthy disk).
+    #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
+    failing_flushes: AtomicU32,
 }
 
 impl std::fmt::Debug for SledDb {
@@ -90,6 +94,17 @@ pub(crate) fn backend(context: &str, e: sled::Error) -> PersistenceError {
             reason: format!("unsupported on-disk data during {context}: {msg}"),
         },
         other => PersistenceError::backend(context, other),
+    }
+}
+
+/// The answer to a write whose atomic batch was applied but whose flush then failed: the
+/// write is in the store and visible to readers; whether it reached the disk is unknown.
+pub(crate) fn unflushed_error(msg: &str) -> PersistenceError {
+    PersistenceError::Backend {
+        context: "flushing a write group (the writes are applied and visible; whether they \
+                  reached the disk is unknown)"
+            .into(),
+        source: msg.to_string().into(),
     }
 }
 
@@ -207,6 +222,7 @@ impl SledDb {
             sync_file: Mutex::new(None),
             unflushed: AtomicU32::new(0),
             flush_calls: AtomicU64::new(0),
+            failing_flushes: AtomicU32::new(0),
         };
         this.check_identity(at_sign)?;
         Ok(this)
@@ -328,6 +344,17 @@ impl SledDb {
     /// its batches' writes would be queued at once.
     pub(crate) fn flush(&self, level: Durability) -> Result<()> {
         self.flush_calls.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "test-support")]
+        if self
+            .failing_flushes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(PersistenceError::backend(
+                "flush",
+                std::io::Error::other("injected flush failure (test support)"),
+            ));
+        }
         match level {
             Durability::Periodic { .. } => {
                 if self.unflushed.fetch_add(1, Ordering::Relaxed) + 1 < MAX_UNFLUSHED_COMMITS {
@@ -348,6 +375,12 @@ impl SledDb {
     #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
     pub(crate) fn flush_calls(&self) -> u64 {
         self.flush_calls.load(Ordering::Relaxed)
+    }
+
+    /// Makes the next `n` calls of [`SledDb::flush`] fail with an injected I/O error.
+    #[cfg(feature = "test-support")]
+    pub(crate) fn fail_next_flushes(&self, n: u32) {
+        self.failing_flushes.store(n, Ordering::Relaxed);
     }
 
     /// Removes every key of `tree` except its counters (keys starting with [`COUNTER`]),

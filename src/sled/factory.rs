@@ -228,6 +228,24 @@ impl SledPersistenceFactory {
             .map(|db| db.flush_calls())
     }
 
+    /// Makes the next `n` flushes of the open database at `path` fail with an injected I/O
+    /// error, after their batch is applied (as a failing disk would); false when this
+    /// factory holds no open database there. For the crate's own tests of the failure path.
+    #[cfg(feature = "test-support")]
+    #[doc(hidden)]
+    pub fn test_support_fail_next_flushes(&self, path: &Path, n: u32) -> bool {
+        let Ok(real) = std::fs::canonicalize(path) else {
+            return false;
+        };
+        match self.lock().dbs.get(&real).and_then(Weak::upgrade) {
+            Some(db) => {
+                db.fail_next_flushes(n);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, FactoryState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -6,7 +6,7 @@
 //! atomic sled batch by the group-commit writer ([`super::writer`]); reads go straight to
 //! the tree.
 
-use super::db::{backend, Durability, SledDb};
+use super::db::{backend, unflushed_error, Durability, SledDb};
 use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
 use super::staging::Staging;
@@ -956,27 +956,10 @@ impl KsInner {
             }
         }
         Self::stage_counters(&mut staging, &before, &mut counters);
-        let applied = if staging.is_empty() {
-            Ok(())
-        } else {
-            staging
-                .apply()
-                .and_then(|_| db.flush(self.settings.durability))
-        };
-        match applied {
-            Ok(()) => {
-                drop(counters);
-                for (tx, r) in results {
-                    let answer = r.map(|r| {
-                        self.emit(r.events);
-                        r.outcome
-                    });
-                    let _ = tx.send(answer);
-                }
-            }
-            Err(e) => {
-                // Nothing was written (or, for a failed flush, durability is unknown):
-                // report the failure to every operation of the group.
+        let wrote = !staging.is_empty();
+        if wrote {
+            if let Err(e) = staging.apply() {
+                // Nothing was written: report the failure to every operation of the group.
                 *counters = before;
                 let msg = e.to_string();
                 for (tx, _) in results {
@@ -985,7 +968,28 @@ impl KsInner {
                         source: msg.clone().into(),
                     }));
                 }
+                return;
             }
+        }
+        // The group is in the tree: the counters stay as they are now, whatever the flush
+        // says, so no commit id is handed out twice.
+        drop(counters);
+        let flushed = if wrote {
+            db.flush(self.settings.durability)
+        } else {
+            Ok(())
+        };
+        let flush_error = flushed.err().map(|e| e.to_string());
+        for (tx, r) in results {
+            let answer = r.and_then(|r| {
+                // Readers already see the change, so subscribers hear of it too.
+                self.emit(r.events);
+                match &flush_error {
+                    None => Ok(r.outcome),
+                    Some(msg) => Err(unflushed_error(msg)),
+                }
+            });
+            let _ = tx.send(answer);
         }
     }
 }

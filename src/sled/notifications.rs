@@ -26,7 +26,7 @@
 //! effective expiry is `<= now`. It is computed once, when the notification is written,
 //! and filed in the index (a stored notification is never rewritten by a read).
 
-use super::db::{backend, Durability, SledDb};
+use super::db::{backend, unflushed_error, Durability, SledDb};
 use super::factory::SledStore;
 use super::hooks::RemoveHooks;
 use super::keystore::change_stream;
@@ -445,25 +445,10 @@ impl NkInner {
             staging.insert(ENTRY_COUNT.to_vec(), count.to_be_bytes().to_vec());
             staging.commit_op();
         }
-        let applied = if staging.is_empty() {
-            Ok(())
-        } else {
-            staging
-                .apply()
-                .and_then(|_| db.flush(self.settings.durability))
-        };
-        match applied {
-            Ok(()) => {
-                drop(count);
-                for (tx, r) in results {
-                    let answer = r.map(|mut r| {
-                        self.publish(&mut r);
-                        r.outcome
-                    });
-                    let _ = tx.send(answer);
-                }
-            }
-            Err(e) => {
+        let wrote = !staging.is_empty();
+        if wrote {
+            if let Err(e) = staging.apply() {
+                // Nothing was written: report the failure to every operation of the group.
                 *count = before;
                 let msg = e.to_string();
                 for (tx, _) in results {
@@ -472,7 +457,27 @@ impl NkInner {
                         source: msg.clone().into(),
                     }));
                 }
+                return;
             }
+        }
+        // The group is in the tree: the count stays, whatever the flush says.
+        drop(count);
+        let flushed = if wrote {
+            db.flush(self.settings.durability)
+        } else {
+            Ok(())
+        };
+        let flush_error = flushed.err().map(|e| e.to_string());
+        for (tx, r) in results {
+            let answer = r.and_then(|mut r| {
+                // Readers already see the change, so subscribers hear of it too.
+                self.publish(&mut r);
+                match &flush_error {
+                    None => Ok(r.outcome),
+                    Some(msg) => Err(unflushed_error(msg)),
+                }
+            });
+            let _ = tx.send(answer);
         }
     }
 
