@@ -2,30 +2,19 @@
 //! the most-visited tallies and their tie rule, the last and last-pkam entries, replay,
 //! percentage compaction (dry and real, in several batches), reopen, clear and close.
 
+mod common;
+
 use at_persistence_secondary_server::model::{AccessLogEntry, ManualClock, Timestamp};
-use at_persistence_secondary_server::sled::{
-    Durability, SledPersistenceConfig, SledPersistenceFactory,
-};
+use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersistenceFactory};
 use at_persistence_secondary_server::store::{
     AccessLog, Bundle, CompactedItem, PersistenceFactory,
 };
 use at_persistence_secondary_server::PersistenceError;
+use common::{collect_ok, edit_raw_tree, raw_entries, server, server_periodic, T0};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-
-const T0: Timestamp = Timestamp::from_millis(1_704_067_200_000);
-
-fn server(dir: &Path) -> SledPersistenceConfig {
-    SledPersistenceConfig::server_defaults(
-        dir.join("keys"),
-        dir.join("commit_log"),
-        dir.join("access_log"),
-        dir.join("notifications"),
-    )
-    .with_cache_capacity(8 * 1024 * 1024)
-}
 
 /// A bundle over `dir` with a manual clock at T0.
 async fn open_with(
@@ -52,12 +41,7 @@ fn entry(
 }
 
 async fn all_entries(log: &Arc<dyn AccessLog>) -> Vec<AccessLogEntry> {
-    log.iterate()
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await
+    collect_ok(log.iterate().await.unwrap()).await
 }
 
 async fn compact_ids(log: &Arc<dyn AccessLog>, dry_run: bool) -> Vec<u64> {
@@ -148,6 +132,32 @@ fn mixed_entries(n: usize, seed: u64) -> Vec<AccessLogEntry> {
         out.push(e);
     }
     out
+}
+
+/// Asserts that `log` is empty: no entries, no tallies, no last entries.
+async fn assert_empty(log: &Arc<dyn AccessLog>) {
+    assert_eq!(log.entries_count().await.unwrap(), 0);
+    assert!(all_entries(log).await.is_empty());
+    assert!(log.most_visited_at_signs(10).await.unwrap().is_empty());
+    assert!(log.most_visited_keys(10).await.unwrap().is_empty());
+    assert_eq!(log.get_last_access_log_entry().await.unwrap(), None);
+    assert_eq!(log.get_last_pkam_access_log_entry().await.unwrap(), None);
+}
+
+/// Asserts that a first insert into an emptied `log` takes id 0 and is the only tally.
+async fn assert_starts_afresh(log: &Arc<dyn AccessLog>) {
+    assert_eq!(log.insert("@bob", "pol", None).await.unwrap(), 0);
+    assert_eq!(
+        log.most_visited_at_signs(10).await.unwrap(),
+        vec![("@bob".to_string(), 1)]
+    );
+}
+
+/// Replays [`mixed_entries`]`(n, seed)` into `log`.
+async fn replay_mixed(log: &Arc<dyn AccessLog>, n: usize, seed: u64) {
+    for e in mixed_entries(n, seed) {
+        log.replay(e).await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -308,31 +318,21 @@ async fn last_pkam_entry_has_the_latest_request_time_ties_to_the_last_inserted()
     let f = SledPersistenceFactory::new();
     let (_b, log) = open_with(&f, server(dir.path())).await;
 
-    log.replay(entry(Some("@a"), Some(10), Some("pkam"), None))
-        .await
-        .unwrap();
-    log.replay(entry(Some("@b"), Some(30), Some("pkam"), None))
-        .await
-        .unwrap();
-    log.replay(entry(Some("@c"), Some(20), Some("pkam"), None))
-        .await
-        .unwrap();
-    log.replay(entry(Some("@d"), Some(30), Some("pkam"), None))
-        .await
-        .unwrap();
-    log.replay(entry(Some("@e"), Some(25), Some("pkam"), None))
-        .await
-        .unwrap();
-    // Not pkam, or no time: ignored.
-    log.replay(entry(Some("@f"), Some(99), Some("from"), None))
-        .await
-        .unwrap();
-    log.replay(entry(Some("@g"), None, Some("pkam"), None))
-        .await
-        .unwrap();
-    log.replay(entry(Some("@h"), Some(99), Some("PKAM"), None))
-        .await
-        .unwrap();
+    for (from, t, verb) in [
+        ("@a", Some(10), "pkam"),
+        ("@b", Some(30), "pkam"),
+        ("@c", Some(20), "pkam"),
+        ("@d", Some(30), "pkam"),
+        ("@e", Some(25), "pkam"),
+        // Not pkam, or no time: ignored.
+        ("@f", Some(99), "from"),
+        ("@g", None, "pkam"),
+        ("@h", Some(99), "PKAM"),
+    ] {
+        log.replay(entry(Some(from), t, Some(verb), None))
+            .await
+            .unwrap();
+    }
 
     let last = log.get_last_pkam_access_log_entry().await.unwrap().unwrap();
     assert_eq!(last.from_at_sign.as_deref(), Some("@d"));
@@ -412,9 +412,7 @@ async fn compaction_removes_exactly_the_oldest_percentage() {
     // Exact integer arithmetic: 100 entries at 29 % is 29 (floating point gives 28).
     let dir = tempfile::tempdir().unwrap();
     let f = SledPersistenceFactory::new();
-    let cfg = server(dir.path())
-        .with_access_log_compaction_percentage(29)
-        .with_durability(Durability::Periodic { interval_ms: 50 });
+    let cfg = server_periodic(dir.path()).with_access_log_compaction_percentage(29);
     let (_b, log) = open_with(&f, cfg).await;
     for i in 0..100 {
         log.insert(&format!("@u{}", i % 7), "pol", None)
@@ -434,7 +432,7 @@ async fn percentage_comes_from_the_config_and_bounds_hold() {
     for (pct, expected) in [(None, 3usize), (Some(0), 0), (Some(50), 5), (Some(100), 10)] {
         let dir = tempfile::tempdir().unwrap();
         let f = SledPersistenceFactory::new();
-        let mut cfg = server(dir.path()).with_durability(Durability::Periodic { interval_ms: 50 });
+        let mut cfg = server_periodic(dir.path());
         if let Some(p) = pct {
             cfg = cfg.with_access_log_compaction_percentage(p);
         }
@@ -454,13 +452,9 @@ async fn percentage_comes_from_the_config_and_bounds_hold() {
 async fn a_dry_run_yields_what_compaction_removes_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let f = SledPersistenceFactory::new();
-    let cfg = server(dir.path())
-        .with_access_log_compaction_percentage(40)
-        .with_durability(Durability::Periodic { interval_ms: 50 });
+    let cfg = server_periodic(dir.path()).with_access_log_compaction_percentage(40);
     let (_b, log) = open_with(&f, cfg).await;
-    for e in mixed_entries(200, 7) {
-        log.replay(e).await.unwrap();
-    }
+    replay_mixed(&log, 200, 7).await;
     let before_entries = all_entries(&log).await;
     let before_sites = log.most_visited_at_signs(usize::MAX).await.unwrap();
     let before_keys = log.most_visited_keys(usize::MAX).await.unwrap();
@@ -497,15 +491,11 @@ async fn a_dry_run_yields_what_compaction_removes_and_changes_nothing() {
 #[tokio::test]
 async fn tallies_equal_a_recount_after_compaction_in_several_batches_and_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = server(dir.path())
-        .with_access_log_compaction_percentage(90)
-        .with_durability(Durability::Periodic { interval_ms: 50 });
+    let cfg = server_periodic(dir.path()).with_access_log_compaction_percentage(90);
     let f = SledPersistenceFactory::new();
     let (_b, log) = open_with(&f, cfg.clone()).await;
     // 3000 entries: 90 % is 2700, more than two compaction batches.
-    for e in mixed_entries(3000, 42) {
-        log.replay(e).await.unwrap();
-    }
+    replay_mixed(&log, 3000, 42).await;
     assert_tallies_match_recount(&log).await;
     let ids = compact_ids(&log, false).await;
     assert_eq!(ids, (0..2700).collect::<Vec<_>>());
@@ -529,14 +519,10 @@ async fn tallies_equal_a_recount_after_compaction_in_several_batches_and_after_r
 #[tokio::test]
 async fn dropping_the_compaction_stream_early_leaves_a_consistent_log() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = server(dir.path())
-        .with_access_log_compaction_percentage(80)
-        .with_durability(Durability::Periodic { interval_ms: 50 });
+    let cfg = server_periodic(dir.path()).with_access_log_compaction_percentage(80);
     let f = SledPersistenceFactory::new();
     let (_b, log) = open_with(&f, cfg).await;
-    for e in mixed_entries(2500, 3) {
-        log.replay(e).await.unwrap();
-    }
+    replay_mixed(&log, 2500, 3).await;
     let mut stream = log.compact(false).await.unwrap();
     let first = stream.next().await.unwrap().unwrap();
     assert_eq!(first, CompactedItem::AccessLogId(0));
@@ -594,22 +580,11 @@ async fn clear_empties_the_log_and_ids_restart() {
     let dir = tempfile::tempdir().unwrap();
     let f = SledPersistenceFactory::new();
     let (b, log) = open_with(&f, server(dir.path())).await;
-    for e in mixed_entries(50, 1) {
-        log.replay(e).await.unwrap();
-    }
+    replay_mixed(&log, 50, 1).await;
     assert!(log.entries_count().await.unwrap() > 0);
     b.clear().await.unwrap();
-    assert_eq!(log.entries_count().await.unwrap(), 0);
-    assert!(all_entries(&log).await.is_empty());
-    assert!(log.most_visited_at_signs(10).await.unwrap().is_empty());
-    assert!(log.most_visited_keys(10).await.unwrap().is_empty());
-    assert_eq!(log.get_last_access_log_entry().await.unwrap(), None);
-    assert_eq!(log.get_last_pkam_access_log_entry().await.unwrap(), None);
-    assert_eq!(log.insert("@bob", "pol", None).await.unwrap(), 0);
-    assert_eq!(
-        log.most_visited_at_signs(10).await.unwrap(),
-        vec![("@bob".to_string(), 1)]
-    );
+    assert_empty(&log).await;
+    assert_starts_afresh(&log).await;
 }
 
 #[tokio::test]
@@ -698,36 +673,11 @@ async fn stores_sharing_one_directory_keep_their_data_apart() {
 /// How many entries, or planted keys, make a clear take three batches of at most 1024.
 const THREE_BATCHES: usize = 2_100;
 
-/// Opens the closed database at `path` with raw sled, retrying while the last handle's
-/// background threads still hold its lock.
-fn open_raw(path: &Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(e)
-                if std::time::Instant::now() < deadline
-                    && e.to_string().contains("could not acquire lock") =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("raw open of {}: {e}", path.display()),
-        }
-    }
-}
-
 /// Asserts, with raw sled on the closed database, that the log's tree holds nothing but
 /// its two counters, both 0.
 fn assert_only_zero_counters(path: &Path) {
-    let db = open_raw(path);
-    let tree = db.open_tree("access_log").unwrap();
-    let left: Vec<(Vec<u8>, Vec<u8>)> = tree
-        .iter()
-        .map(|r| r.unwrap())
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-        .collect();
     assert_eq!(
-        left,
+        raw_entries(path, "access_log"),
         vec![
             (b"mentry_count".to_vec(), 0u64.to_be_bytes().to_vec()),
             (b"mnext_id".to_vec(), 0u64.to_be_bytes().to_vec()),
@@ -739,12 +689,7 @@ fn assert_only_zero_counters(path: &Path) {
 async fn assert_cleared_after_reopen(dir: &Path, cfg: SledPersistenceConfig) {
     let f = SledPersistenceFactory::new();
     let (b, log) = open_with(&f, cfg.clone()).await;
-    assert_eq!(log.entries_count().await.unwrap(), 0);
-    assert!(all_entries(&log).await.is_empty());
-    assert!(log.most_visited_at_signs(10).await.unwrap().is_empty());
-    assert!(log.most_visited_keys(10).await.unwrap().is_empty());
-    assert_eq!(log.get_last_access_log_entry().await.unwrap(), None);
-    assert_eq!(log.get_last_pkam_access_log_entry().await.unwrap(), None);
+    assert_empty(&log).await;
     let report = b.verify().await.unwrap();
     assert!(report.is_ok(), "{:?}", report.violations);
     f.close().await;
@@ -752,22 +697,16 @@ async fn assert_cleared_after_reopen(dir: &Path, cfg: SledPersistenceConfig) {
     assert_only_zero_counters(&dir.join("access_log"));
     let f = SledPersistenceFactory::new();
     let (_b, log) = open_with(&f, cfg).await;
-    assert_eq!(log.insert("@bob", "pol", None).await.unwrap(), 0);
-    assert_eq!(
-        log.most_visited_at_signs(10).await.unwrap(),
-        vec![("@bob".to_string(), 1)]
-    );
+    assert_starts_afresh(&log).await;
 }
 
 #[tokio::test]
 async fn a_clear_in_several_batches_flushes_after_each_and_is_complete_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = server(dir.path()).with_durability(Durability::Periodic { interval_ms: 50 });
+    let cfg = server_periodic(dir.path());
     let f = SledPersistenceFactory::new();
     let (b, log) = open_with(&f, cfg.clone()).await;
-    for e in mixed_entries(THREE_BATCHES, 9) {
-        log.replay(e).await.unwrap();
-    }
+    replay_mixed(&log, THREE_BATCHES, 9).await;
     assert_tallies_match_recount(&log).await;
     let path = dir.path().join("access_log");
     let before = f.test_support_flush_calls(&path).unwrap();
@@ -785,19 +724,15 @@ async fn a_clear_in_several_batches_flushes_after_each_and_is_complete_after_reo
 #[tokio::test]
 async fn a_clear_sweeps_many_leftover_keys_in_flushed_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = server(dir.path()).with_durability(Durability::Periodic { interval_ms: 50 });
+    let cfg = server_periodic(dir.path());
     let f = SledPersistenceFactory::new();
     let (b, log) = open_with(&f, cfg.clone()).await;
-    for e in mixed_entries(20, 3) {
-        log.replay(e).await.unwrap();
-    }
+    replay_mixed(&log, 20, 3).await;
     f.close().await;
     drop((b, log));
-    {
-        // Tallies and rank entries no entry accounts for (left by undecodable entries):
-        // only the clear's final sweep removes them.
-        let db = open_raw(&dir.path().join("access_log"));
-        let tree = db.open_tree("access_log").unwrap();
+    // Tallies and rank entries no entry accounts for (left by undecodable entries): only
+    // the clear's final sweep removes them.
+    edit_raw_tree(&dir.path().join("access_log"), "access_log", |tree| {
         for i in 0..THREE_BATCHES / 2 {
             let name = format!("@ghost{i:05}");
             let mut stat = vec![b'c', b'a'];
@@ -811,8 +746,7 @@ async fn a_clear_sweeps_many_leftover_keys_in_flushed_batches() {
             rank.extend_from_slice(name.as_bytes());
             tree.insert(rank, &b""[..]).unwrap();
         }
-        db.flush().unwrap();
-    }
+    });
     let f = SledPersistenceFactory::new();
     let (b, log) = open_with(&f, cfg.clone()).await;
     let path = dir.path().join("access_log");

@@ -3,6 +3,7 @@
 //! passes, file handling, progress, and bounded memory (child processes; the large sizes
 //! only with `BIG_TESTS=1`).
 
+mod common;
 mod migration_support;
 
 use at_persistence_secondary_server::model::{AtData, ManualClock};
@@ -12,14 +13,11 @@ use at_persistence_secondary_server::store::{
     BACKUP_FORMAT_VERSION,
 };
 use at_persistence_secondary_server::PersistenceError;
+use common::T0;
 use migration_support::*;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-fn clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(T0))
-}
 
 /// One frame of a backup file: where it starts, its tag and its payload length.
 #[derive(Debug, Clone, Copy)]
@@ -56,11 +54,7 @@ fn frames(bytes: &[u8]) -> Vec<Frame> {
 
 /// A populated source bundle exported with small chunks: (dir, bytes).
 async fn exported(n: usize) -> (tempfile::TempDir, Arc<ManualClock>, Vec<u8>) {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = clock();
-    let f = SledPersistenceFactory::new();
-    let source = open(&f, &dir.path().join("src"), ALICE, &clock).await;
-    populate(&source, &clock, n).await;
+    let (dir, clock, f, source, _) = populated_source(n).await;
     let mut bytes = Vec::new();
     LogicalBackup::new()
         .with_chunk_bytes(8 * 1024)
@@ -75,11 +69,7 @@ async fn exported(n: usize) -> (tempfile::TempDir, Arc<ManualClock>, Vec<u8>) {
 /// snapshot difference; next id = source last + 1 after the target is reopened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_bundle_with_thousands_of_keys_round_trips_through_a_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = clock();
-    let sf = SledPersistenceFactory::new();
-    let source = open(&sf, &dir.path().join("src"), ALICE, &clock).await;
-    let planted = populate(&source, &clock, 3_000).await;
+    let (dir, clock, sf, source, planted) = populated_source(3_000).await;
     let before = snapshot(&source).await;
     let source_last = source
         .commit_log()
@@ -105,21 +95,9 @@ async fn a_server_bundle_with_thousands_of_keys_round_trips_through_a_file() {
     assert_eq!(report.orphaned_commit_entries, planted.orphans);
     assert_eq!(report.last_committed_sequence_number, Some(source_last));
     assert_same(&before, &snapshot(&target).await, "imported");
-    tf.close().await;
-    drop(target);
-    let tf = SledPersistenceFactory::new();
-    let target = open(&tf, &dir.path().join("dst"), ALICE, &clock).await;
+    let (tf, target) = reopen(tf, target, &dir.path().join("dst"), &clock).await;
     assert_same(&before, &snapshot(&target).await, "imported, reopened");
-    let id = target
-        .key_value_store()
-        .put(
-            &format!("next.wavi{ALICE}"),
-            AtData::new("n"),
-            WriteOptions::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(id, Some(source_last + 1));
+    assert_next_commit_id(&target, source_last + 1).await;
     tf.close().await;
     sf.close().await;
 }
@@ -304,11 +282,7 @@ async fn a_write_pass_failure_clears_the_target() {
 /// bundle's backup (keystore only) imports into a server bundle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_at_signs_and_store_shapes() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = clock();
-    let f = SledPersistenceFactory::new();
-    let source = open(&f, &dir.path().join("src"), ALICE, &clock).await;
-    populate(&source, &clock, 50).await;
+    let (dir, clock, f, source, _) = populated_source(50).await;
     let backup = LogicalBackup::new();
     let file = dir.path().join("a.atbackup");
     std::fs::write(&file, b"precious").unwrap();

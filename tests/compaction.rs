@@ -2,34 +2,39 @@
 //! before and after, what was removed, dry runs, the 3.x stats form and its reserved key,
 //! item failures, closed stores.
 
+mod common;
+
 use at_persistence_secondary_server::model::{
-    AtData, AtNotificationBuilder, CommitEntry, CommitOp, CompactionStats, ManualClock,
-    NotificationStatus, Timestamp, ACCESS_LOG_COMPACTION_KEY, COMMIT_LOG_COMPACTION_KEY,
+    AtData, AtNotification, AtNotificationBuilder, CommitEntry, CommitOp, CompactionStats,
+    ManualClock, NotificationStatus, ACCESS_LOG_COMPACTION_KEY, COMMIT_LOG_COMPACTION_KEY,
     COMPACTION_TYPE_ACCESS_LOG, COMPACTION_TYPE_COMMIT_LOG, COMPACTION_TYPE_NOTIFICATION_KEYSTORE,
     NOTIFICATION_COMPACTION_KEY,
 };
 use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersistenceFactory};
 use at_persistence_secondary_server::store::{
-    compact_and_report, Bundle, PersistenceFactory, WriteOptions,
+    compact_and_report, Bundle, CompactionReport, PersistenceFactory, WriteOptions,
 };
 use at_persistence_secondary_server::PersistenceError;
-use std::path::Path;
+use common::{raw_insert, server, T0};
 use std::sync::Arc;
-
-const T0: Timestamp = Timestamp::from_millis(1_704_067_200_000);
-
-fn server(dir: &Path) -> SledPersistenceConfig {
-    SledPersistenceConfig::server_defaults(
-        dir.join("keys"),
-        dir.join("commit_log"),
-        dir.join("access_log"),
-        dir.join("notifications"),
-    )
-    .with_cache_capacity(8 * 1024 * 1024)
-}
 
 async fn open(f: &SledPersistenceFactory, cfg: &SledPersistenceConfig) -> Arc<Bundle> {
     f.initialize("@alice", cfg).await.expect("initialize")
+}
+
+/// A notification built at T0 with the given ttl.
+fn notification(id: &str, ttl: Option<i64>) -> AtNotification {
+    AtNotificationBuilder {
+        id: id.into(),
+        ttl,
+        ..AtNotificationBuilder::new()
+    }
+    .build_at(T0)
+}
+
+/// What a report counted: (entries before, entries after, removed).
+fn counts(r: &CompactionReport) -> (u64, u64, u64) {
+    (r.entries_before, r.entries_after, r.removed)
 }
 
 #[tokio::test]
@@ -50,10 +55,7 @@ async fn access_log_report_matches_the_dart_example() {
         .await
         .unwrap();
     assert!(dry.dry_run);
-    assert_eq!(
-        (dry.entries_before, dry.entries_after, dry.removed),
-        (4, 4, 3)
-    );
+    assert_eq!(counts(&dry), (4, 4, 3));
     assert_eq!(log.entries_count().await.unwrap(), 4);
 
     clock.set(T0.plus_millis(123));
@@ -62,10 +64,7 @@ async fn access_log_report_matches_the_dart_example() {
         .unwrap();
     assert!(!report.dry_run);
     assert_eq!(report.compaction_type, COMPACTION_TYPE_ACCESS_LOG);
-    assert_eq!(
-        (report.entries_before, report.entries_after, report.removed),
-        (4, 1, 3)
-    );
+    assert_eq!(counts(&report), (4, 1, 3));
     assert_eq!((report.failed_items, report.first_error.clone()), (0, None));
     assert_eq!(report.started_at, T0.plus_millis(123));
     assert!(report.finished_at >= report.started_at);
@@ -116,19 +115,10 @@ async fn notification_report_counts_expired_notifications() {
     let b = open(&f, &cfg).await;
     let n = b.notification_keystore().unwrap();
     for (id, ttl) in [("a", 100), ("b", 200), ("c", 60_000)] {
-        let v = AtNotificationBuilder {
-            id: id.into(),
-            ttl: Some(ttl),
-            ..AtNotificationBuilder::new()
-        }
-        .build_at(T0);
+        let v = notification(id, Some(ttl));
         n.put(id, v, WriteOptions::default()).await.unwrap();
     }
-    let mut dead = AtNotificationBuilder {
-        id: "dead".into(),
-        ..AtNotificationBuilder::new()
-    }
-    .build_at(T0);
+    let mut dead = notification("dead", None);
     dead.notification_status = Some(NotificationStatus::Expired);
     n.put("dead", dead, WriteOptions::default()).await.unwrap();
     clock.advance(500);
@@ -136,10 +126,7 @@ async fn notification_report_counts_expired_notifications() {
     let dry = compact_and_report(n.as_ref(), true, clock.as_ref())
         .await
         .unwrap();
-    assert_eq!(
-        (dry.entries_before, dry.entries_after, dry.removed),
-        (4, 4, 3)
-    );
+    assert_eq!(counts(&dry), (4, 4, 3));
     let report = compact_and_report(n.as_ref(), false, clock.as_ref())
         .await
         .unwrap();
@@ -148,10 +135,7 @@ async fn notification_report_counts_expired_notifications() {
         COMPACTION_TYPE_NOTIFICATION_KEYSTORE
     );
     assert_eq!(report.stats_key(), Some(NOTIFICATION_COMPACTION_KEY));
-    assert_eq!(
-        (report.entries_before, report.entries_after, report.removed),
-        (4, 1, 3)
-    );
+    assert_eq!(counts(&report), (4, 1, 3));
     assert!(n.exists("c").await.unwrap());
 }
 
@@ -174,10 +158,7 @@ async fn keystore_and_commit_log_reports() {
         .unwrap();
     assert_eq!(report.compaction_type, COMPACTION_TYPE_COMMIT_LOG);
     assert_eq!(report.stats_key(), Some(COMMIT_LOG_COMPACTION_KEY));
-    assert_eq!(
-        (report.entries_before, report.entries_after, report.removed),
-        (1, 1, 0)
-    );
+    assert_eq!(counts(&report), (1, 1, 0));
     assert_eq!(report.to_stats().to_json()["deletedKeysCount"], "0");
 
     // A planted legacy duplicate is what commit-log compaction removes.
@@ -191,17 +172,11 @@ async fn keystore_and_commit_log_reports() {
     let dry = compact_and_report(log.as_ref(), true, clock.as_ref())
         .await
         .unwrap();
-    assert_eq!(
-        (dry.entries_before, dry.entries_after, dry.removed),
-        (2, 2, 1)
-    );
+    assert_eq!(counts(&dry), (2, 2, 1));
     let report = compact_and_report(log.as_ref(), false, clock.as_ref())
         .await
         .unwrap();
-    assert_eq!(
-        (report.entries_before, report.entries_after, report.removed),
-        (2, 1, 1)
-    );
+    assert_eq!(counts(&report), (2, 1, 1));
     f.close().await;
 
     // A commit-log-free keystore has nothing to compact.
@@ -223,10 +198,7 @@ async fn keystore_and_commit_log_reports() {
     let report = compact_and_report(b.key_value_store().as_ref(), false, clock.as_ref())
         .await
         .unwrap();
-    assert_eq!(
-        (report.entries_before, report.entries_after, report.removed),
-        (0, 0, 0)
-    );
+    assert_eq!(counts(&report), (0, 0, 0));
 }
 
 #[tokio::test]
@@ -238,25 +210,15 @@ async fn item_errors_are_counted_and_the_compaction_goes_on() {
     let b = open(&f, &cfg).await;
     let n = b.notification_keystore().unwrap();
     for id in ["a", "b"] {
-        let v = AtNotificationBuilder {
-            id: id.into(),
-            ttl: Some(100),
-            ..AtNotificationBuilder::new()
-        }
-        .build_at(T0);
+        let v = notification(id, Some(100));
         n.put(id, v, WriteOptions::default()).await.unwrap();
     }
     f.close().await;
     drop(b);
-    {
-        // An expiry-index entry whose id is not UTF-8.
-        let db = sled::open(dir.path().join("notifications")).unwrap();
-        let tree = db.open_tree("notifications").unwrap();
-        let mut k = vec![b'x', 0x80, 0, 0, 0, 0, 0, 0, 0];
-        k.push(0xff);
-        tree.insert(k, &b""[..]).unwrap();
-        db.flush().unwrap();
-    }
+    // An expiry-index entry whose id is not UTF-8.
+    let mut k = vec![b'x', 0x80, 0, 0, 0, 0, 0, 0, 0];
+    k.push(0xff);
+    raw_insert(&dir.path().join("notifications"), "notifications", &k, b"");
     let f = SledPersistenceFactory::new();
     let b = open(&f, &cfg).await;
     let n = b.notification_keystore().unwrap();

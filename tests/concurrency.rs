@@ -12,21 +12,23 @@
 //!
 //! Sized to run in a few seconds in debug; `ATPS_CONCURRENCY_SCALE` multiplies the work.
 
+mod common;
+
 use at_persistence_secondary_server::model::{
     AtData, AtMetaData, AtNotificationBuilder, Clock, CommitEntry, CommitOp, ManualClock,
     NotificationType, Timestamp,
 };
-use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersistenceFactory};
+use at_persistence_secondary_server::sled::SledPersistenceFactory;
 use at_persistence_secondary_server::store::{
     Bundle, DynKeyStore, IterateOptions, KeyValueStoreExt, PersistenceFactory, RemoveOptions,
     WriteOptions,
 };
+use common::{collect_ok, server_layout, T0};
 use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-const T0: Timestamp = Timestamp::from_millis(1_704_067_200_000);
 const KEYS: u64 = 48;
 const WRITER_TASKS: u64 = 4;
 const WRITER_THREADS: u64 = 2;
@@ -237,14 +239,9 @@ fn everything_at_once_keeps_every_invariant() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let factory = SledPersistenceFactory::new();
-    let cfg = SledPersistenceConfig::server_defaults(
-        dir.path().join("keys"),
-        dir.path().join("commit_log"),
-        dir.path().join("access_log"),
-        dir.path().join("notifications"),
-    )
-    .with_cache_capacity(16 * 1024 * 1024)
-    .with_clock(clock.clone());
+    let cfg = server_layout(dir.path())
+        .with_cache_capacity(16 * 1024 * 1024)
+        .with_clock(clock.clone());
     let bundle = rt.block_on(factory.initialize("@alice", &cfg)).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let totals = Arc::new(Totals::default());
@@ -409,13 +406,8 @@ fn everything_at_once_keeps_every_invariant() {
         bump(&totals.verifications);
         let ks = bundle.key_value_store();
         let log = bundle.commit_log().unwrap();
-        let entries: Vec<CommitEntry> = log
-            .iterate(IterateOptions::default())
-            .await
-            .unwrap()
-            .map(|e| e.unwrap())
-            .collect()
-            .await;
+        let entries: Vec<CommitEntry> =
+            collect_ok(log.iterate(IterateOptions::default()).await.unwrap()).await;
         assert_eq!(entries.len() as u64, log.entries_count().await.unwrap());
         let hwm = log.last_committed_sequence_number().await.unwrap();
         for e in &entries {

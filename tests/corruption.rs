@@ -16,15 +16,17 @@
 //! closing `N passed, N failed` line. A command-line argument runs only the cases whose
 //! name contains it.
 
+mod common;
+
 use at_persistence_secondary_server::model::{
-    AccessLogEntry, AtData, AtNotificationBuilder, CommitOp, NotificationType, Timestamp,
+    AccessLogEntry, AtData, AtNotificationBuilder, CommitOp, NotificationType,
 };
 use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersistenceFactory};
 use at_persistence_secondary_server::store::{
-    Bundle, IterateOptions, KeyPattern, PersistenceFactory, Predicate, Problem, ScanOptions,
-    WriteOptions,
+    Bundle, IterateOptions, PersistenceFactory, Problem, WriteOptions,
 };
 use at_persistence_secondary_server::PersistenceError;
+use common::{every_record, raw_insert, server_layout, T0};
 use futures::StreamExt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -33,20 +35,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 const AT: &str = "@alice";
-const T0: Timestamp = Timestamp::from_millis(1_704_067_200_000);
 /// Records written before a file is damaged.
 const RECORDS: usize = 2000;
 /// How long a child may take before it counts as hung and is killed.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The shared server layout with a 4 MiB page cache.
 fn server(dir: &Path) -> SledPersistenceConfig {
-    SledPersistenceConfig::server_defaults(
-        dir.join("keys"),
-        dir.join("commit_log"),
-        dir.join("access_log"),
-        dir.join("notifications"),
-    )
-    .with_cache_capacity(4 * 1024 * 1024)
+    server_layout(dir).with_cache_capacity(4 * 1024 * 1024)
 }
 
 fn key(i: usize) -> String {
@@ -96,34 +92,23 @@ async fn build(dir: &Path) {
 
 // ------------------------------------------------------------------ garbage records
 
-/// Opens a closed store's database with raw sled. sled releases its file lock a moment
-/// after the last handle is dropped (its background threads hold it briefly), so a lock
-/// error is retried for a while.
-fn open_raw(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(e)
-                if std::time::Instant::now() < deadline
-                    && e.to_string().contains("could not acquire lock") =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("raw open of {}: {e}", path.display()),
-        }
-    }
-}
-
-fn tamper(dir: &Path, sub: &str, tree: &str, key: &[u8], value: &[u8]) {
-    let db = open_raw(&dir.join(sub));
-    let t = db.open_tree(tree).unwrap();
-    t.insert(key, value).unwrap();
-    db.flush().unwrap();
-}
-
 fn is_corrupt_at(e: &PersistenceError, want_store: &str, want_key: &str) -> bool {
     matches!(e, PersistenceError::CorruptRecord { store, key, .. } if *store == want_store && key == want_key)
+}
+
+/// Asserts that an enumeration yielded `len` items of which exactly one is an error: a
+/// `CorruptRecord` naming `store` and `key`.
+#[track_caller]
+fn assert_one_corrupt_item<T>(
+    items: &[Result<T, PersistenceError>],
+    len: usize,
+    store: &str,
+    key: &str,
+) {
+    assert_eq!(items.len(), len);
+    let errors: Vec<_> = items.iter().filter_map(|i| i.as_ref().err()).collect();
+    assert_eq!(errors.len(), 1);
+    assert!(is_corrupt_at(errors[0], store, key), "{}", errors[0]);
 }
 
 async fn reopen(dir: &Path) -> (SledPersistenceFactory, Arc<Bundle>) {
@@ -138,9 +123,8 @@ fn garbage_keystore_record() {
         let dir = tempfile::tempdir().unwrap();
         build(dir.path()).await;
         let bad = key(7);
-        tamper(
-            dir.path(),
-            "keys",
+        raw_insert(
+            &dir.path().join("keys"),
             "keystore",
             format!("d{bad}").as_bytes(),
             &[1, 0xde, 0xad, 0xbe, 0xef],
@@ -158,20 +142,8 @@ fn garbage_keystore_record() {
             );
         }
         // A record-reading enumeration yields one error item, for that key, and goes on.
-        let items: Vec<_> = ks
-            .query_by_path(
-                &KeyPattern::default(),
-                &Predicate::And(Vec::new()),
-                ScanOptions::default(),
-            )
-            .await
-            .unwrap()
-            .collect()
-            .await;
-        assert_eq!(items.len(), RECORDS);
-        let errors: Vec<_> = items.iter().filter_map(|i| i.as_ref().err()).collect();
-        assert_eq!(errors.len(), 1);
-        assert!(is_corrupt_at(errors[0], "keystore", &bad), "{}", errors[0]);
+        let items = every_record(ks).await;
+        assert_one_corrupt_item(&items, RECORDS, "keystore", &bad);
         // Key enumerations read no record: the key is listed.
         let keys: Vec<_> = ks.get_keys(None).await.unwrap().collect().await;
         assert_eq!(keys.len(), RECORDS);
@@ -200,7 +172,7 @@ fn garbage_commit_entry() {
         build(dir.path()).await;
         let mut c = vec![b'c'];
         c.extend_from_slice(&10u64.to_be_bytes());
-        tamper(dir.path(), "keys", "keystore", &c, &[1, 0xff]);
+        raw_insert(&dir.path().join("keys"), "keystore", &c, &[1, 0xff]);
         let (f, b) = reopen(dir.path()).await;
         let log = b.commit_log().unwrap();
         let items: Vec<_> = log
@@ -209,14 +181,7 @@ fn garbage_commit_entry() {
             .unwrap()
             .collect()
             .await;
-        assert_eq!(items.len(), RECORDS);
-        let errors: Vec<_> = items.iter().filter_map(|i| i.as_ref().err()).collect();
-        assert_eq!(errors.len(), 1);
-        assert!(
-            is_corrupt_at(errors[0], "commit log", "commit id 10"),
-            "{}",
-            errors[0]
-        );
+        assert_one_corrupt_item(&items, RECORDS, "commit log", "commit id 10");
         // The entries after it are all there, in order.
         let ids: Vec<i64> = items
             .iter()
@@ -245,20 +210,18 @@ fn garbage_access_log_entry_and_notification() {
         build(dir.path()).await;
         let mut e = vec![b'e'];
         e.extend_from_slice(&2u64.to_be_bytes());
-        tamper(dir.path(), "access_log", "access_log", &e, &[7, 7, 7]);
-        tamper(dir.path(), "notifications", "notifications", b"nn3", &[]);
+        raw_insert(&dir.path().join("access_log"), "access_log", &e, &[7, 7, 7]);
+        raw_insert(
+            &dir.path().join("notifications"),
+            "notifications",
+            b"nn3",
+            &[],
+        );
         let (f, b) = reopen(dir.path()).await;
 
         let al = b.access_log().unwrap();
         let items: Vec<_> = al.iterate().await.unwrap().collect().await;
-        assert_eq!(items.len(), 5);
-        let errors: Vec<_> = items.iter().filter_map(|i| i.as_ref().err()).collect();
-        assert_eq!(errors.len(), 1);
-        assert!(
-            is_corrupt_at(errors[0], "access log", "entry 2"),
-            "{}",
-            errors[0]
-        );
+        assert_one_corrupt_item(&items, 5, "access log", "entry 2");
         let ok: Vec<&AccessLogEntry> = items.iter().filter_map(|i| i.as_ref().ok()).collect();
         assert_eq!(ok.len(), 4);
         // Tallies are counters, unaffected.

@@ -22,13 +22,16 @@
 //! ATPS_CRASH_SCENARIOS=<name>`. When sled refuses to reopen a killed database the
 //! directory is kept and its path printed.
 
+mod common;
+
 use at_persistence_secondary_server::model::{AssertedTimestamps, AtData, AtMetaData, CommitOp};
-use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersistenceFactory};
+use at_persistence_secondary_server::sled::SledPersistenceFactory;
 use at_persistence_secondary_server::store::{
     Bundle, DynKeyStore, IterateOptions, KeyPattern, PersistenceFactory, RemoveOptions,
     ScanOptions, WriteOptions,
 };
 use at_persistence_secondary_server::PersistenceError;
+use common::server;
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write as _};
@@ -59,16 +62,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
-}
-
-fn config(dir: &Path) -> SledPersistenceConfig {
-    SledPersistenceConfig::server_defaults(
-        dir.join("keys"),
-        dir.join("commit_log"),
-        dir.join("access_log"),
-        dir.join("notifications"),
-    )
-    .with_cache_capacity(8 * 1024 * 1024)
 }
 
 /// What a round measured.
@@ -195,7 +188,7 @@ fn child_main(scenario: &Scenario, dir: PathBuf, seed: u64) {
     rt.block_on(async move {
         let factory = SledPersistenceFactory::new();
         let bundle = factory
-            .initialize(AT_SIGN, &config(&dir))
+            .initialize(AT_SIGN, &server(&dir))
             .await
             .expect("child initialize");
         (scenario.child)(bundle, seed).await;
@@ -296,6 +289,25 @@ impl Drop for Child {
     }
 }
 
+/// Spawns the child of `scenario` and hands every line it prints to `record`: until it is
+/// ready, then for `run_for`; then SIGKILLs it and hands over the lines it printed that
+/// were not read yet.
+fn run_and_kill(
+    scenario: &str,
+    dir: &Path,
+    seed: u64,
+    run_for: Duration,
+    mut record: impl FnMut(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut child = Child::spawn(scenario, dir, seed)?;
+    child.wait_ready(&mut record)?;
+    child.follow(run_for, &mut record)?;
+    for l in child.kill()? {
+        record(&l)?;
+    }
+    Ok(())
+}
+
 /// Reopens the stores of `dir` and runs `check` on the bundle; a refused reopen is a
 /// failure that keeps the directory.
 fn reopen<F>(dir: &Path, check: F) -> RoundResult
@@ -308,7 +320,7 @@ where
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
         let factory = SledPersistenceFactory::new();
-        let bundle = match factory.initialize(AT_SIGN, &config(dir)).await {
+        let bundle = match factory.initialize(AT_SIGN, &server(dir)).await {
             Ok(b) => b,
             Err(e) => {
                 return Err(Failure {
@@ -599,21 +611,14 @@ mod writers {
     }
 
     pub fn parent(dir: &Path, seed: u64) -> RoundResult {
-        let mut child = Child::spawn("writers", dir, seed)?;
-        let mut rng = Rng::new(seed);
         let mut h = History {
             acked: HashMap::new(),
             in_flight: HashMap::new(),
             max_id: -1,
             acks: 0,
         };
-        child.wait_ready(|l| record(&mut h, l))?;
-        child.follow(Duration::from_millis(30 + rng.below(300)), |l| {
-            record(&mut h, l)
-        })?;
-        for l in child.kill()? {
-            record(&mut h, &l)?;
-        }
+        let run_for = Duration::from_millis(30 + Rng::new(seed).below(300));
+        run_and_kill("writers", dir, seed, run_for, |l| record(&mut h, l))?;
         reopen(dir, |b| Box::pin(check(b, h)))
     }
 
@@ -1013,16 +1018,9 @@ mod remove_many {
     }
 
     pub fn parent(dir: &Path, seed: u64) -> RoundResult {
-        let mut child = Child::spawn("remove_many", dir, seed)?;
-        let mut rng = Rng::new(seed);
         let mut h = History::default();
-        child.wait_ready(|l| record(&mut h, l))?;
-        child.follow(Duration::from_millis(30 + rng.below(400)), |l| {
-            record(&mut h, l)
-        })?;
-        for l in child.kill()? {
-            record(&mut h, &l)?;
-        }
+        let run_for = Duration::from_millis(30 + Rng::new(seed).below(400));
+        run_and_kill("remove_many", dir, seed, run_for, |l| record(&mut h, l))?;
         reopen(dir, |b| Box::pin(check(b, h)))
     }
 
@@ -1208,16 +1206,9 @@ mod expiry {
     }
 
     pub fn parent(dir: &Path, seed: u64) -> RoundResult {
-        let mut child = Child::spawn("expiry", dir, seed)?;
-        let mut rng = Rng::new(seed);
         let mut h = History::default();
-        child.wait_ready(|l| record(&mut h, l))?;
-        child.follow(Duration::from_millis(40 + rng.below(300)), |l| {
-            record(&mut h, l)
-        })?;
-        for l in child.kill()? {
-            record(&mut h, &l)?;
-        }
+        let run_for = Duration::from_millis(40 + Rng::new(seed).below(300));
+        run_and_kill("expiry", dir, seed, run_for, |l| record(&mut h, l))?;
         reopen(dir, |b| Box::pin(check(b, h)))
     }
 
@@ -1419,16 +1410,9 @@ mod compaction {
     }
 
     pub fn parent(dir: &Path, seed: u64) -> RoundResult {
-        let mut child = Child::spawn("compaction", dir, seed)?;
-        let mut rng = Rng::new(seed);
         let mut h = History::default();
-        child.wait_ready(|l| record(&mut h, l))?;
-        child.follow(Duration::from_millis(40 + rng.below(300)), |l| {
-            record(&mut h, l)
-        })?;
-        for l in child.kill()? {
-            record(&mut h, &l)?;
-        }
+        let run_for = Duration::from_millis(40 + Rng::new(seed).below(300));
+        run_and_kill("compaction", dir, seed, run_for, |l| record(&mut h, l))?;
         reopen(dir, |b| Box::pin(check(b, h)))
     }
 
@@ -2063,7 +2047,7 @@ mod migration {
         for i in 0u64.. {
             let factory = SledPersistenceFactory::new();
             let target = factory
-                .initialize(AT_SIGN, &config(&target_dir(&dir, i)))
+                .initialize(AT_SIGN, &server(&target_dir(&dir, i)))
                 .await
                 .expect("target");
             say(&out, format!("begin {i}"));
@@ -2077,11 +2061,9 @@ mod migration {
     }
 
     pub fn parent(dir: &Path, seed: u64) -> RoundResult {
-        let mut child = Child::spawn("migration", dir, seed)?;
-        let mut rng = Rng::new(seed);
         let mut acked = Vec::new();
         let mut begun = None;
-        let mut record = |l: &str| -> Result<(), String> {
+        let record = |l: &str| -> Result<(), String> {
             match l.split(' ').collect::<Vec<_>>().as_slice() {
                 ["ready"] => {}
                 ["begin", i] => begun = Some(parse::<u64>(i, l)?),
@@ -2090,11 +2072,8 @@ mod migration {
             }
             Ok(())
         };
-        child.wait_ready(&mut record)?;
-        child.follow(Duration::from_millis(20 + rng.below(400)), &mut record)?;
-        for l in child.kill()? {
-            record(&l)?;
-        }
+        let run_for = Duration::from_millis(20 + Rng::new(seed).below(400));
+        run_and_kill("migration", dir, seed, run_for, record)?;
         let dir = dir.to_path_buf();
         reopen(&dir.clone(), move |b| Box::pin(check(b, dir, acked, begun)))
     }
@@ -2102,7 +2081,7 @@ mod migration {
     async fn open(path: &Path) -> Result<(SledPersistenceFactory, Arc<Bundle>), String> {
         let f = SledPersistenceFactory::new();
         let b = f
-            .initialize(AT_SIGN, &config(path))
+            .initialize(AT_SIGN, &server(path))
             .await
             .map_err(|e| format!("reopen {}: {e}", path.display()))?;
         Ok((f, b))

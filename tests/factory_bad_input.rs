@@ -1,9 +1,12 @@
 //! Bad input to the factory: each case is a typed error naming the input, and the
 //! directory tree is exactly as it was before the call.
 
+mod common;
+
 use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersistenceFactory};
 use at_persistence_secondary_server::store::PersistenceFactory;
 use at_persistence_secondary_server::PersistenceError;
+use common::server_layout;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,15 +33,6 @@ fn listing(root: &Path) -> Vec<String> {
     out
 }
 
-fn server(root: &Path) -> SledPersistenceConfig {
-    SledPersistenceConfig::server_defaults(
-        root.join("keys"),
-        root.join("commit_log"),
-        root.join("access_log"),
-        root.join("notifications"),
-    )
-}
-
 async fn refused(root: &Path, at_sign: &str, config: &SledPersistenceConfig) -> PersistenceError {
     let before = listing(root);
     let f = SledPersistenceFactory::new();
@@ -56,7 +50,7 @@ async fn malformed_at_signs_create_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let long = format!("@{}", "a".repeat(56));
     for at_sign in ["", "alice", "@", "@al ice", "@al:ice", long.as_str()] {
-        let err = refused(dir.path(), at_sign, &server(dir.path())).await;
+        let err = refused(dir.path(), at_sign, &server_layout(dir.path())).await;
         match err {
             PersistenceError::InvalidConfig { field, reason } => {
                 assert_eq!(field, "at_sign");
@@ -141,7 +135,7 @@ async fn a_directory_held_by_another_factory_is_refused_and_nothing_is_left_behi
         .await
         .unwrap();
     // A second factory wants the same keystore plus new directories for the other stores.
-    let cfg = server(dir.path()).with_lock_retry(Duration::from_millis(100));
+    let cfg = server_layout(dir.path()).with_lock_retry(Duration::from_millis(100));
     let err = refused(dir.path(), "@alice", &cfg).await;
     assert!(
         matches!(&err, PersistenceError::AlreadyOpen { path } if path.ends_with("keys")),

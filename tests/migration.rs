@@ -3,22 +3,42 @@
 //! migrated log, progress reports, a failure midway clearing the target, and the
 //! snapshot's sensitivity.
 
+mod common;
 mod migration_support;
 
-use at_persistence_secondary_server::model::{AtData, CommitEntry, CommitOp, ManualClock};
+use at_persistence_secondary_server::model::{CommitEntry, CommitOp};
 use at_persistence_secondary_server::sled::SledPersistenceFactory;
 use at_persistence_secondary_server::store::{
-    IterateOptions, Pass, PersistenceFactory, PersistenceMigrator, Progress, StoreKind,
+    Bundle, IterateOptions, Pass, PersistenceFactory, PersistenceMigrator, Progress, StoreKind,
     WriteOptions,
 };
 use at_persistence_secondary_server::PersistenceError;
+use common::{collect_ok, edit_raw_tree};
 use futures::StreamExt;
 use migration_support::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(T0))
+/// A source populated with `n` keys (under `dir/src`) and a target migrated from it (under
+/// `dir/dst`), each in its own factory: (directory, source factory, source, target factory,
+/// target).
+async fn migrated(
+    n: usize,
+) -> (
+    tempfile::TempDir,
+    SledPersistenceFactory,
+    Arc<Bundle>,
+    SledPersistenceFactory,
+    Arc<Bundle>,
+) {
+    let (dir, clock, sf, source, _) = populated_source(n).await;
+    let tf = SledPersistenceFactory::new();
+    let target = open(&tf, &dir.path().join("dst"), ALICE, &clock).await;
+    PersistenceMigrator::new()
+        .migrate(&source, &target)
+        .await
+        .unwrap();
+    (dir, sf, source, tf, target)
 }
 
 /// The "done" list: thousands of keys (expired, unborn, emoji, tombstones), every
@@ -27,11 +47,7 @@ fn clock() -> Arc<ManualClock> {
 /// reopened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_bundle_with_thousands_of_keys_round_trips() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = clock();
-    let sf = SledPersistenceFactory::new();
-    let source = open(&sf, &dir.path().join("src"), ALICE, &clock).await;
-    let planted = populate(&source, &clock, 3_000).await;
+    let (dir, clock, sf, source, planted) = populated_source(3_000).await;
     let before = snapshot(&source).await;
     let counts = before.counts();
     assert!(counts["keystore"] > 2_500, "{counts:?}");
@@ -55,21 +71,9 @@ async fn a_server_bundle_with_thousands_of_keys_round_trips() {
 
     // Close and reopen the target in a new factory (a new process, as far as the data
     // knows): same picture, numbering continues from the source's last id.
-    tf.close().await;
-    drop(target);
-    let tf = SledPersistenceFactory::new();
-    let target = open(&tf, &dir.path().join("dst"), ALICE, &clock).await;
+    let (tf, target) = reopen(tf, target, &dir.path().join("dst"), &clock).await;
     assert_same(&before, &snapshot(&target).await, "after reopening");
-    let id = target
-        .key_value_store()
-        .put(
-            &format!("next.wavi{ALICE}"),
-            AtData::new("n"),
-            WriteOptions::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(id, Some(source_last + 1));
+    assert_next_commit_id(&target, source_last + 1).await;
     tf.close().await;
     sf.close().await;
 }
@@ -79,25 +83,10 @@ async fn a_server_bundle_with_thousands_of_keys_round_trips() {
 /// fires an event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_on_a_migrated_log_is_idempotent_and_conflicts_are_typed() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = clock();
-    let sf = SledPersistenceFactory::new();
-    let source = open(&sf, &dir.path().join("src"), ALICE, &clock).await;
-    populate(&source, &clock, 200).await;
-    let tf = SledPersistenceFactory::new();
-    let target = open(&tf, &dir.path().join("dst"), ALICE, &clock).await;
-    PersistenceMigrator::new()
-        .migrate(&source, &target)
-        .await
-        .unwrap();
+    let (_dir, sf, _source, tf, target) = migrated(200).await;
     let cl = target.commit_log().unwrap();
-    let entries: Vec<CommitEntry> = cl
-        .iterate(IterateOptions::default())
-        .await
-        .unwrap()
-        .map(|e| e.unwrap())
-        .collect()
-        .await;
+    let entries: Vec<CommitEntry> =
+        collect_ok(cl.iterate(IterateOptions::default()).await.unwrap()).await;
     let count = cl.entries_count().await.unwrap();
     let mark = cl.last_committed_sequence_number().await.unwrap();
     let mut events = target.key_value_store().changes();
@@ -145,11 +134,7 @@ async fn replay_on_a_migrated_log_is_idempotent_and_conflicts_are_typed() {
 /// migrator with one write in flight gives the same result as the parallel default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_reports_every_store_and_parallelism_does_not_change_the_result() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = clock();
-    let sf = SledPersistenceFactory::new();
-    let source = open(&sf, &dir.path().join("src"), ALICE, &clock).await;
-    populate(&source, &clock, 500).await;
+    let (dir, clock, sf, source, _) = populated_source(500).await;
     let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
     let sink = Arc::clone(&seen);
     let tf = SledPersistenceFactory::new();
@@ -212,16 +197,12 @@ async fn progress_reports_every_store_and_parallelism_does_not_change_the_result
 /// returns the error and leaves the target empty, ready for another attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_that_fails_midway_clears_the_target() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = clock();
+    let (dir, clock, sf, source, _) = populated_source(400).await;
     let src = dir.path().join("src");
-    let sf = SledPersistenceFactory::new();
-    let source = open(&sf, &src, ALICE, &clock).await;
-    populate(&source, &clock, 400).await;
     sf.close().await;
     drop(source);
     // Plant a record with an unknown format byte, sorted after many good ones.
-    tree_edit(&src, |tree| {
+    edit_raw_tree(&src.join("keys"), "keystore", |tree| {
         tree.insert(broken_key(), vec![0x7f, 1, 2, 3]).unwrap();
     });
     let sf = SledPersistenceFactory::new();
@@ -239,7 +220,7 @@ async fn a_migration_that_fails_midway_clears_the_target() {
     // and migrate again into the same target.
     sf.close().await;
     drop(source);
-    tree_edit(&src, |tree| {
+    edit_raw_tree(&src.join("keys"), "keystore", |tree| {
         tree.remove(broken_key()).unwrap();
     });
     let sf = SledPersistenceFactory::new();
@@ -258,17 +239,7 @@ async fn a_migration_that_fails_midway_clears_the_target() {
 /// fail).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_snapshot_notices_any_single_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = clock();
-    let sf = SledPersistenceFactory::new();
-    let source = open(&sf, &dir.path().join("src"), ALICE, &clock).await;
-    populate(&source, &clock, 100).await;
-    let tf = SledPersistenceFactory::new();
-    let target = open(&tf, &dir.path().join("dst"), ALICE, &clock).await;
-    PersistenceMigrator::new()
-        .migrate(&source, &target)
-        .await
-        .unwrap();
+    let (_dir, sf, source, tf, target) = migrated(100).await;
     let base = snapshot(&source).await;
     assert_same(&base, &snapshot(&target).await, "before any change");
     let ks = target.key_value_store();
@@ -323,14 +294,6 @@ fn broken_key() -> Vec<u8> {
     let mut key = vec![b'd'];
     key.extend_from_slice(format!("zz-broken.wavi{ALICE}").as_bytes());
     key
-}
-
-/// Edits the keystore tree of the closed database under `dir` with raw sled.
-fn tree_edit(dir: &std::path::Path, edit: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(dir.join("keys")).unwrap();
-    let tree = db.open_tree("keystore").unwrap();
-    edit(&tree);
-    db.flush().unwrap();
 }
 
 fn canonical(key: &str) -> String {

@@ -6,18 +6,10 @@ mod model_support;
 use at_persistence_secondary_server::model::{
     build_metadata, AssertedTimestamps, AtMetaData, Timestamp,
 };
+use model_support::{t, ts};
 use proptest::prelude::*;
 
 const ALICE: &str = "@alice";
-
-fn ts(s: &str) -> Timestamp {
-    Timestamp::parse(s).unwrap()
-}
-
-/// T = 2024-01-01T00:00:00.000Z, the `now` of every worked case.
-fn t() -> Timestamp {
-    ts("2024-01-01T00:00:00.000Z")
-}
 
 fn t0() -> Timestamp {
     ts("2023-06-01T12:00:00.000Z")

@@ -7,21 +7,14 @@ use at_persistence_secondary_server::model::codec::{decode, encode, RECORD_FORMA
 use at_persistence_secondary_server::model::{
     AccessLogEntry, AppMetadata, AtData, AtMetaData, AtNotification, AtNotificationBuilder,
     CommitEntry, CommitOp, CompactionStats, HashingAlgo, NotificationType, OperationType,
-    PublicKeyHash, Timestamp,
+    PublicKeyHash,
 };
 use at_persistence_secondary_server::PersistenceError;
+use model_support::{t, ts};
 use proptest::prelude::*;
 use serde::{de::DeserializeOwned, Serialize};
 use std::cell::Cell;
 use std::fmt::Debug;
-
-fn ts(s: &str) -> Timestamp {
-    Timestamp::parse(s).unwrap()
-}
-
-fn t() -> Timestamp {
-    ts("2024-01-01T00:00:00.000Z")
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

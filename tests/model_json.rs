@@ -7,20 +7,12 @@ use at_persistence_secondary_server::model::{
     build_metadata, AccessLogEntry, AppMetadata, AtData, AtMetaData, AtNotification,
     AtNotificationBuilder, CommitEntry, CommitOp, CompactionStats, HashingAlgo, MessageType,
     NotificationPriority, NotificationStatus, NotificationType, OperationType, PublicKeyHash,
-    Timestamp,
 };
 use at_persistence_secondary_server::PersistenceError;
 use base64::Engine as _;
+use model_support::{t, ts};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-
-fn ts(s: &str) -> Timestamp {
-    Timestamp::parse(s).unwrap()
-}
-
-fn t() -> Timestamp {
-    ts("2024-01-01T00:00:00.000Z")
-}
 
 /// The field named by an `InvalidJson` error (panics on anything else).
 fn invalid_field<T: std::fmt::Debug>(r: Result<T, PersistenceError>) -> String {

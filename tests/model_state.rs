@@ -13,23 +13,24 @@
 //!
 //! Cases: 64 by default; `PROPTEST_CASES` sets another number.
 
+mod common;
+
 use at_persistence_secondary_server::model::{
     codec, AccessLogEntry, AtData, AtMetaData, AtNotification, AtNotificationBuilder, CommitEntry,
     CommitOp, ManualClock, Timestamp,
 };
 use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersistenceFactory};
 use at_persistence_secondary_server::store::{
-    Bundle, IterateOptions, KeyPattern, PersistenceFactory, Predicate, RemoveOptions, ScanOptions,
-    WriteOptions,
+    Bundle, IterateOptions, PersistenceFactory, RemoveOptions, WriteOptions,
 };
 use at_persistence_secondary_server::PersistenceError;
+use common::{collect_ok, every_record, raw_insert, server_layout, T0};
 use futures::StreamExt;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-const T0: Timestamp = Timestamp::from_millis(1_704_067_200_000);
 const AT: &str = "@alice";
 
 /// The keys steps use, as callers spell them. `K1.Model@alice` is `k1.model@alice`
@@ -306,13 +307,10 @@ async fn compare(b: &Bundle, m: &Model) -> Result<(), String> {
         }
     }
     let now = Timestamp::from_millis(m.now);
-    let listed: BTreeSet<String> = ks
-        .get_keys(None)
+    let listed: BTreeSet<String> = collect_ok(ks.get_keys(None).await.unwrap())
         .await
-        .unwrap()
-        .map(|k| k.unwrap())
-        .collect()
-        .await;
+        .into_iter()
+        .collect();
     let live: BTreeSet<String> = m
         .records
         .iter()
@@ -429,40 +427,11 @@ async fn build_server(dir: &Path) {
     f.close().await;
 }
 
+/// The shared server layout with a 2 MiB page cache and a manual clock at T0.
 fn server(dir: &Path) -> SledPersistenceConfig {
-    SledPersistenceConfig::server_defaults(
-        dir.join("keys"),
-        dir.join("commit_log"),
-        dir.join("access_log"),
-        dir.join("notifications"),
-    )
-    .with_cache_capacity(2 * 1024 * 1024)
-    .with_clock(Arc::new(ManualClock::new(T0)))
-}
-
-/// Opens a closed store's database with raw sled. sled releases its file lock a moment
-/// after the last handle is dropped (its background threads hold it briefly), so a lock
-/// error is retried for a while.
-fn open_raw(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(e)
-                if std::time::Instant::now() < deadline
-                    && e.to_string().contains("could not acquire lock") =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("raw open of {}: {e}", path.display()),
-        }
-    }
-}
-
-fn plant(dir: &Path, sub: &str, tree: &str, key: &[u8], value: &[u8]) {
-    let db = open_raw(&dir.join(sub));
-    db.open_tree(tree).unwrap().insert(key, value).unwrap();
-    db.flush().unwrap();
+    server_layout(dir)
+        .with_cache_capacity(2 * 1024 * 1024)
+        .with_clock(Arc::new(ManualClock::new(T0)))
 }
 
 /// `Ok` when `r` is a value, or a `CorruptRecord` naming `store` and `key`.
@@ -488,16 +457,7 @@ async fn read_everything(dir: &Path) -> Result<u64, String> {
         "keystore",
         key,
     )?;
-    let items: Vec<_> = ks
-        .query_by_path(
-            &KeyPattern::default(),
-            &Predicate::And(Vec::new()),
-            ScanOptions::default(),
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let items = every_record(ks).await;
     for i in &items {
         typed(i, "keystore", key)?;
     }
@@ -572,14 +532,15 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         rt.block_on(build_server(dir.path()));
-        plant(dir.path(), "keys", "keystore", b"dr1.model@alice", &record);
+        let keys = dir.path().join("keys");
+        raw_insert(&keys, "keystore", b"dr1.model@alice", &record);
         let mut c = vec![b'c'];
         c.extend_from_slice(&2u64.to_be_bytes());
-        plant(dir.path(), "keys", "keystore", &c, &entry);
+        raw_insert(&keys, "keystore", &c, &entry);
         let mut e = vec![b'e'];
         e.extend_from_slice(&2u64.to_be_bytes());
-        plant(dir.path(), "access_log", "access_log", &e, &access);
-        plant(dir.path(), "notifications", "notifications", b"nn1", &note);
+        raw_insert(&dir.path().join("access_log"), "access_log", &e, &access);
+        raw_insert(&dir.path().join("notifications"), "notifications", b"nn1", &note);
         let outcome = rt.block_on(read_everything(dir.path()));
         prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
     }

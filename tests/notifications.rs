@@ -3,42 +3,32 @@
 //! index, compaction, change events, the stored-notification subscription and its lag
 //! rule, reopen, clear, close and corrupt records. Time is a manual clock.
 
+mod common;
+
 use at_persistence_secondary_server::model::{
     AtNotification, AtNotificationBuilder, ManualClock, NotificationStatus, NotificationType,
     Timestamp,
 };
-use at_persistence_secondary_server::sled::{
-    Durability, SledPersistenceConfig, SledPersistenceFactory,
-};
+use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersistenceFactory};
 use at_persistence_secondary_server::store::{
     Bundle, ChangeStream, CompactedItem, KeyStoreChange, NotificationEvent, NotificationKeystore,
     NotificationStream, PersistenceFactory, RemoveHook, RemoveHookArgs, RemoveOptions,
     WriteOptions,
 };
 use at_persistence_secondary_server::PersistenceError;
+use common::{collect_ok, edit_raw_tree, raw_entries, raw_insert, server, server_periodic, T0};
 use futures::{FutureExt, StreamExt};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const T0: Timestamp = Timestamp::from_millis(1_704_067_200_000);
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 /// A guard against a hung test, never a timing assertion.
 const GUARD: Duration = Duration::from_secs(30);
 
 type Store = Arc<dyn NotificationKeystore>;
-
-fn server(dir: &Path) -> SledPersistenceConfig {
-    SledPersistenceConfig::server_defaults(
-        dir.join("keys"),
-        dir.join("commit_log"),
-        dir.join("access_log"),
-        dir.join("notifications"),
-    )
-    .with_cache_capacity(8 * 1024 * 1024)
-}
 
 async fn open_with(
     f: &SledPersistenceFactory,
@@ -88,19 +78,15 @@ async fn put(n: &Store, v: AtNotification) {
     assert_eq!(n.put(&id, v, WriteOptions::default()).await.unwrap(), None);
 }
 
-async fn strings(s: at_persistence_secondary_server::store::ResultStream<String>) -> Vec<String> {
-    s.map(|r| r.unwrap()).collect().await
-}
-
 async fn expired(n: &Store) -> BTreeSet<String> {
-    strings(n.get_expired_keys().await.unwrap())
+    collect_ok(n.get_expired_keys().await.unwrap())
         .await
         .into_iter()
         .collect()
 }
 
 async fn peek(n: &Store, as_of: Option<Timestamp>, limit: Option<usize>) -> Vec<String> {
-    strings(n.peek_expired(as_of, limit).await.unwrap()).await
+    collect_ok(n.peek_expired(as_of, limit).await.unwrap()).await
 }
 
 async fn compact(n: &Store, dry_run: bool) -> Vec<String> {
@@ -200,13 +186,7 @@ async fn put_is_an_upsert_by_id() {
     put(&n, second.clone()).await;
     assert_eq!(n.entries_count().await.unwrap(), 1);
     assert_eq!(n.get("same").await.unwrap(), second);
-    let all: Vec<AtNotification> = n
-        .iterate()
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let all: Vec<AtNotification> = collect_ok(n.iterate().await.unwrap()).await;
     assert_eq!(all, vec![second]);
 }
 
@@ -219,7 +199,7 @@ async fn ids_are_stored_as_given_and_case_sensitive() {
         put(&n, built(id, T0, 1_000, Some(NotificationType::Received))).await;
     }
     assert_eq!(n.entries_count().await.unwrap(), 6);
-    let listed: BTreeSet<String> = strings(n.get_keys(None).await.unwrap())
+    let listed: BTreeSet<String> = collect_ok(n.get_keys(None).await.unwrap())
         .await
         .into_iter()
         .collect();
@@ -533,9 +513,7 @@ async fn a_large_compaction_runs_in_several_batches() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let f = SledPersistenceFactory::new();
-    let cfg = server(dir.path())
-        .with_clock(clock.clone())
-        .with_durability(Durability::Periodic { interval_ms: 50 });
+    let cfg = server_periodic(dir.path()).with_clock(clock.clone());
     let (_b, n) = open_with(&f, &cfg).await;
     for i in 0..2_500 {
         put(&n, built(&format!("old-{i:05}"), T0, 1_000 + i, None)).await;
@@ -682,9 +660,7 @@ async fn dropped_subscribers_do_not_block_writers() {
 async fn a_never_polled_subscriber_lags_and_does_not_hold_up_ten_thousand_puts() {
     let dir = tempfile::tempdir().unwrap();
     let f = SledPersistenceFactory::new();
-    let cfg = server(dir.path())
-        .with_change_buffer(64)
-        .with_durability(Durability::Periodic { interval_ms: 50 });
+    let cfg = server_periodic(dir.path()).with_change_buffer(64);
     let (_b, n) = open_with(&f, &cfg).await;
     let mut idle_notifications = n.subscribe_notifications();
     let mut idle_changes = n.changes();
@@ -772,7 +748,7 @@ async fn get_keys_filters_by_regex_and_ignores_expiry() {
     clock.advance(1_000);
     let keys = |r: Option<&'static str>| {
         let n = Arc::clone(&n);
-        async move { strings(n.get_keys(r).await.unwrap()).await }
+        async move { collect_ok(n.get_keys(r).await.unwrap()).await }
     };
     assert_eq!(keys(None).await, ["alpha", "alphabet", "beta", "gamma"]);
     assert_eq!(keys(Some("")).await, ["alpha", "alphabet", "beta", "gamma"]);
@@ -799,7 +775,7 @@ async fn clear_empties_the_store_and_emits_nothing() {
     let mut events = n.changes();
     b.clear().await.unwrap();
     assert_eq!(n.entries_count().await.unwrap(), 0);
-    assert!(strings(n.get_keys(None).await.unwrap()).await.is_empty());
+    assert!(collect_ok(n.get_keys(None).await.unwrap()).await.is_empty());
     assert_eq!(n.next_expires_at().await.unwrap(), None);
     assert!(events_before_sentinel(&n, &mut events, "s")
         .await
@@ -861,12 +837,12 @@ async fn a_corrupt_record_is_a_typed_error_and_can_still_be_removed() {
     put(&n, received("good")).await;
     f.close().await;
     drop((b, n));
-    {
-        let db = sled::open(dir.path().join("notifications")).unwrap();
-        let tree = db.open_tree("notifications").unwrap();
-        tree.insert(b"nbad", &b"\x01\xff\xff\xff"[..]).unwrap();
-        db.flush().unwrap();
-    }
+    raw_insert(
+        &dir.path().join("notifications"),
+        "notifications",
+        b"nbad",
+        b"\x01\xff\xff\xff",
+    );
     let f = SledPersistenceFactory::new();
     let (_b, n) = open_with(&f, &cfg).await;
     let err = n.get("bad").await.unwrap_err();
@@ -917,50 +893,23 @@ async fn notifications_round_trip_every_field() {
 /// 1024.
 const THREE_BATCHES: usize = 2_100;
 
-/// Opens the closed database at `path` with raw sled, retrying while the last handle's
-/// background threads still hold its lock.
-fn open_raw(path: &Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(e)
-                if std::time::Instant::now() < deadline
-                    && e.to_string().contains("could not acquire lock") =>
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("raw open of {}: {e}", path.display()),
-        }
-    }
-}
-
 /// After a clear: reopened, the store is empty and consistent, its tree (read with raw
 /// sled) holds only a zero count, and it takes new notifications.
 async fn assert_cleared_after_reopen(dir: &Path, cfg: &SledPersistenceConfig) {
     let f = SledPersistenceFactory::new();
     let (b, n) = open_with(&f, cfg).await;
     assert_eq!(n.entries_count().await.unwrap(), 0);
-    assert!(strings(n.get_keys(None).await.unwrap()).await.is_empty());
+    assert!(collect_ok(n.get_keys(None).await.unwrap()).await.is_empty());
     assert_eq!(n.iterate().await.unwrap().count().await, 0);
     assert_eq!(n.next_expires_at().await.unwrap(), None);
     let report = b.verify().await.unwrap();
     assert!(report.is_ok(), "{:?}", report.violations);
     f.close().await;
     drop((b, n));
-    {
-        let db = open_raw(&dir.join("notifications"));
-        let tree = db.open_tree("notifications").unwrap();
-        let left: Vec<(Vec<u8>, Vec<u8>)> = tree
-            .iter()
-            .map(|r| r.unwrap())
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
-        assert_eq!(
-            left,
-            vec![(b"mentry_count".to_vec(), 0u64.to_be_bytes().to_vec())]
-        );
-    }
+    assert_eq!(
+        raw_entries(&dir.join("notifications"), "notifications"),
+        vec![(b"mentry_count".to_vec(), 0u64.to_be_bytes().to_vec())]
+    );
     let f = SledPersistenceFactory::new();
     let (_b, n) = open_with(&f, cfg).await;
     put(&n, received("after")).await;
@@ -972,9 +921,7 @@ async fn a_clear_in_several_batches_flushes_after_each_and_is_complete_after_reo
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let f = SledPersistenceFactory::new();
-    let cfg = server(dir.path())
-        .with_clock(clock.clone())
-        .with_durability(Durability::Periodic { interval_ms: 50 });
+    let cfg = server_periodic(dir.path()).with_clock(clock.clone());
     let (b, n) = open_with(&f, &cfg).await;
     for i in 0..THREE_BATCHES {
         put(&n, built(&format!("n-{i:05}"), T0, DAY + i as i64, None)).await;
@@ -997,24 +944,21 @@ async fn a_clear_in_several_batches_flushes_after_each_and_is_complete_after_reo
 async fn a_clear_sweeps_many_leftover_keys_in_flushed_batches() {
     let dir = tempfile::tempdir().unwrap();
     let f = SledPersistenceFactory::new();
-    let cfg = server(dir.path()).with_durability(Durability::Periodic { interval_ms: 50 });
+    let cfg = server_periodic(dir.path());
     let (b, n) = open_with(&f, &cfg).await;
     for i in 0..20 {
         put(&n, received(&format!("n-{i}"))).await;
     }
     f.close().await;
     drop((b, n));
-    {
-        // Index entries whose record is gone: only the clear's final sweep removes them.
-        let db = open_raw(&dir.path().join("notifications"));
-        let tree = db.open_tree("notifications").unwrap();
+    // Index entries whose record is gone: only the clear's final sweep removes them.
+    edit_raw_tree(&dir.path().join("notifications"), "notifications", |tree| {
         for i in 0..THREE_BATCHES {
             let mut k = vec![b'y'];
             k.extend_from_slice(format!("ghost-{i:05}").as_bytes());
             tree.insert(k, &0u64.to_be_bytes()[..]).unwrap();
         }
-        db.flush().unwrap();
-    }
+    });
     let f = SledPersistenceFactory::new();
     let (b, n) = open_with(&f, &cfg).await;
     let path = dir.path().join("notifications");

@@ -1,29 +1,25 @@
 //! Sled-specific keystore tests: concurrency, reopen without a scan, the on-disk guard,
 //! compaction of planted duplicates, bad input on every entry point, directory modes.
 
+mod common;
+
 use at_persistence_secondary_server::model::{
-    AtData, AtMetaData, CommitEntry, CommitOp, ManualClock, Timestamp,
+    AtData, AtMetaData, CommitEntry, CommitOp, ManualClock,
 };
 use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersistenceFactory};
 use at_persistence_secondary_server::store::{
     Bundle, CompactedItem, IterateOptions, PersistenceFactory, RemoveOptions, WriteOptions,
 };
 use at_persistence_secondary_server::PersistenceError;
+use common::{collect_ok, edit_raw_tree, raw_entries, server_layout, T0};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-const T0: Timestamp = Timestamp::from_millis(1_704_067_200_000);
-
+/// The shared server layout with a 16 MiB page cache.
 fn server(dir: &Path) -> SledPersistenceConfig {
-    SledPersistenceConfig::server_defaults(
-        dir.join("keys"),
-        dir.join("commit_log"),
-        dir.join("access_log"),
-        dir.join("notifications"),
-    )
-    .with_cache_capacity(16 * 1024 * 1024)
+    server_layout(dir).with_cache_capacity(16 * 1024 * 1024)
 }
 
 async fn open(f: &SledPersistenceFactory, dir: &Path) -> Arc<Bundle> {
@@ -35,25 +31,13 @@ async fn open(f: &SledPersistenceFactory, dir: &Path) -> Arc<Bundle> {
 /// Everything observable about a keystore and its log, to prove "nothing changed".
 async fn fingerprint(b: &Bundle) -> (Vec<(String, AtData)>, Vec<CommitEntry>, i64, u64) {
     let ks = b.key_value_store();
-    let keys: Vec<String> = ks
-        .get_keys(None)
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let keys: Vec<String> = collect_ok(ks.get_keys(None).await.unwrap()).await;
     let mut values = Vec::new();
     for k in keys {
         values.push((k.clone(), ks.get(&k).await.unwrap()));
     }
     let log = ks.commit_log().unwrap();
-    let entries = log
-        .iterate(IterateOptions::default())
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let entries = collect_ok(log.iterate(IterateOptions::default()).await.unwrap()).await;
     (
         values,
         entries,
@@ -130,13 +114,8 @@ async fn sixteen_tasks_of_200_writes_get_a_dense_id_range_and_the_last_value_win
     check_concurrent_history(acks, &stored);
     let log = b.commit_log().unwrap();
     assert_eq!(log.entries_count().await.unwrap(), 50, "one entry per key");
-    let entries: Vec<CommitEntry> = log
-        .iterate(IterateOptions::default())
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let entries: Vec<CommitEntry> =
+        collect_ok(log.iterate(IterateOptions::default()).await.unwrap()).await;
     assert_eq!(entries.len(), 50);
     assert_eq!(log.last_committed_sequence_number().await.unwrap(), 3199);
 }
@@ -220,13 +199,7 @@ async fn reopen_restores_counters_and_indexes_without_decoding_records() {
     assert_eq!(ks.next_expires_at().await.unwrap(), next_before);
     assert_eq!(next_before, Some(T0.plus_millis(1_000)));
     clock.set(T0.plus_millis(1_004));
-    let expired: Vec<String> = ks
-        .get_expired_keys()
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let expired: Vec<String> = collect_ok(ks.get_expired_keys().await.unwrap()).await;
     assert_eq!(expired.len(), 5, "ttl 1000..=1004 have expired");
     assert!(ks.delete_expired_keys().await.unwrap());
     assert_eq!(log.entries_count().await.unwrap(), 9_995);
@@ -324,13 +297,7 @@ async fn compaction_removes_only_superseded_entries() {
     assert_eq!(log.entries_count().await.unwrap(), 2);
     assert_eq!(log.last_committed_sequence_number().await.unwrap(), 5);
 
-    let dry: Vec<_> = log
-        .compact(true)
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let dry = collect_ok(log.compact(true).await.unwrap()).await;
     assert_eq!(dry, vec![CompactedItem::CommitId(5)]);
     assert_eq!(
         log.entries_count().await.unwrap(),
@@ -338,13 +305,7 @@ async fn compaction_removes_only_superseded_entries() {
         "a dry run changes nothing"
     );
 
-    let real: Vec<_> = ks
-        .compact(false)
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let real = collect_ok(ks.compact(false).await.unwrap()).await;
     assert_eq!(real, vec![CompactedItem::CommitId(5)]);
     assert_eq!(log.entries_count().await.unwrap(), 1);
     assert_eq!(
@@ -642,24 +603,6 @@ async fn a_subscriber_that_never_reads_does_not_hold_up_writers_and_learns_what_
     );
 }
 
-/// Opens the closed database at `path` with raw sled, retrying while the last handle's
-/// background threads still hold its lock.
-fn open_raw(path: &Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(e)
-                if std::time::Instant::now() < deadline
-                    && e.to_string().contains("could not acquire lock") =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("raw open of {}: {e}", path.display()),
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_clear_in_several_batches_flushes_after_each_and_is_complete_after_reopen() {
     const THREE_BATCHES: usize = 2_100;
@@ -681,18 +624,14 @@ async fn a_clear_in_several_batches_flushes_after_each_and_is_complete_after_reo
     }
     f.close().await;
     drop(b);
-    {
-        // Index entries of records that are gone: only the clear's final sweep removes
-        // them.
-        let db = open_raw(&dir.path().join("keys"));
-        let tree = db.open_tree("keystore").unwrap();
+    // Index entries of records that are gone: only the clear's final sweep removes them.
+    edit_raw_tree(&dir.path().join("keys"), "keystore", |tree| {
         for i in 0..THREE_BATCHES {
             let mut k = vec![b'a'];
             k.extend_from_slice(format!("ghost{i:05}.clear@alice").as_bytes());
             tree.insert(k, &b""[..]).unwrap();
         }
-        db.flush().unwrap();
-    }
+    });
     let f = SledPersistenceFactory::new();
     let b = f.initialize("@alice", &cfg).await.unwrap();
     let path = dir.path().join("keys");
@@ -713,18 +652,17 @@ async fn a_clear_in_several_batches_flushes_after_each_and_is_complete_after_reo
     assert!(report.is_ok(), "{:?}", report.violations);
     f.close().await;
     drop(b);
-    {
-        let db = open_raw(&dir.path().join("keys"));
-        let tree = db.open_tree("keystore").unwrap();
-        let left: Vec<Vec<u8>> = tree.iter().keys().map(|k| k.unwrap().to_vec()).collect();
-        assert!(
-            left.iter().all(|k| k.first() == Some(&b'm')),
-            "only counters are left: {:?}",
-            left.iter()
-                .map(|k| String::from_utf8_lossy(k))
-                .collect::<Vec<_>>()
-        );
-    }
+    let left: Vec<Vec<u8>> = raw_entries(&dir.path().join("keys"), "keystore")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        left.iter().all(|k| k.first() == Some(&b'm')),
+        "only counters are left: {:?}",
+        left.iter()
+            .map(|k| String::from_utf8_lossy(k))
+            .collect::<Vec<_>>()
+    );
     let f = SledPersistenceFactory::new();
     let b = f.initialize("@alice", &cfg).await.unwrap();
     let id = b

@@ -2,6 +2,8 @@
 //! planted with raw sled on a closed database — is reported with the right store and key,
 //! and nothing else is.
 
+mod common;
+
 use at_persistence_secondary_server::model::{
     codec, AtData, AtMetaData, AtNotificationBuilder, CommitEntry, CommitOp, ManualClock,
     NotificationType, Timestamp,
@@ -12,23 +14,18 @@ use at_persistence_secondary_server::store::{
     WriteOptions,
 };
 use at_persistence_secondary_server::PersistenceError;
-use futures::StreamExt;
+use common::{collect_ok, edit_raw_tree, server_layout, T0};
 use proptest::prelude::*;
 use std::path::Path;
 use std::sync::Arc;
 
-const T0: Timestamp = Timestamp::from_millis(1_704_067_200_000);
 const AT: &str = "@alice";
 
+/// The shared server layout with a 4 MiB page cache and `clock`.
 fn server(dir: &Path, clock: Arc<ManualClock>) -> SledPersistenceConfig {
-    SledPersistenceConfig::server_defaults(
-        dir.join("keys"),
-        dir.join("commit_log"),
-        dir.join("access_log"),
-        dir.join("notifications"),
-    )
-    .with_cache_capacity(4 * 1024 * 1024)
-    .with_clock(clock)
+    server_layout(dir)
+        .with_cache_capacity(4 * 1024 * 1024)
+        .with_clock(clock)
 }
 
 fn ttl(ms: i64) -> AtMetaData {
@@ -140,7 +137,7 @@ async fn populate(b: &Bundle) {
 
 /// Drains a compaction stream; the number of items removed.
 async fn drain(s: ResultStream<CompactedItem>) -> usize {
-    s.map(|i| i.unwrap()).collect::<Vec<_>>().await.len()
+    collect_ok(s).await.len()
 }
 
 /// A populated server store in `dir`, closed.
@@ -163,38 +160,11 @@ async fn reopen_and_verify(dir: &Path) -> VerifyReport {
     report
 }
 
-/// Opens a closed store's database with raw sled. sled releases its file lock a moment
-/// after the last handle is dropped (its background threads hold it briefly), so a lock
-/// error is retried for a while.
-fn open_raw(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(e)
-                if std::time::Instant::now() < deadline
-                    && e.to_string().contains("could not acquire lock") =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("raw open of {}: {e}", path.display()),
-        }
-    }
-}
-
-/// Edits one tree of the closed database at `dir/sub` with raw sled.
-fn tamper(dir: &Path, sub: &str, tree: &str, edit: impl FnOnce(&sled::Tree)) {
-    let db = open_raw(&dir.join(sub));
-    let t = db.open_tree(tree).unwrap();
-    edit(&t);
-    db.flush().unwrap();
-}
-
 /// Builds a populated store, applies `edit` to one tree, reopens and verifies.
 async fn damaged(sub: &str, tree: &str, edit: impl FnOnce(&sled::Tree)) -> VerifyReport {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path()).await;
-    tamper(dir.path(), sub, tree, edit);
+    edit_raw_tree(&dir.path().join(sub), tree, edit);
     reopen_and_verify(dir.path()).await
 }
 
@@ -785,17 +755,16 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         rt.block_on(build(dir.path()));
         for (sub, tree, prefixes) in PREFIXES {
-            let db = open_raw(&dir.path().join(sub));
-            let t = db.open_tree(tree).unwrap();
-            for (which, p, k, v) in &plants {
-                if PREFIXES[*which].1 != *tree {
-                    continue;
+            edit_raw_tree(&dir.path().join(sub), tree, |t| {
+                for (which, p, k, v) in &plants {
+                    if PREFIXES[*which].1 != *tree {
+                        continue;
+                    }
+                    let prefix = prefixes[p % prefixes.len()];
+                    let key = cat(&[&[prefix], k]);
+                    t.insert(key, v.clone()).unwrap();
                 }
-                let prefix = prefixes[p % prefixes.len()];
-                let key = cat(&[&[prefix], k]);
-                t.insert(key, v.clone()).unwrap();
-            }
-            db.flush().unwrap();
+            });
         }
         let report = rt.block_on(reopen_and_verify(dir.path()));
         prop_assert_eq!(report.checked.len(), 4);

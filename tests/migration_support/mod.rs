@@ -1,7 +1,9 @@
 //! Shared by `tests/migration.rs` and `tests/backup.rs`: sled server bundles with a manual
-//! clock, filled with every kind of data a migration must carry.
+//! clock, filled with every kind of data a migration must carry. It builds on
+//! `tests/common`, which both files load first (`mod common;`).
 #![allow(dead_code)]
 
+use crate::common::{collect_ok, server, T0};
 use at_persistence_secondary_server::model::{
     AccessLogEntry, AppMetadata, AtData, AtMetaData, AtNotification, AtNotificationBuilder,
     CommitOp, HashingAlgo, ManualClock, MessageType, NotificationPriority, NotificationStatus,
@@ -11,27 +13,22 @@ use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersisten
 use at_persistence_secondary_server::store::{
     Bundle, PersistenceFactory, PersistenceSnapshot, RemoveOptions, WriteOptions,
 };
-use futures::StreamExt;
 use std::path::Path;
 use std::sync::Arc;
 
-/// 2024-01-01T00:00:00Z.
-pub const T0: Timestamp = Timestamp::from_millis(1_704_067_200_000);
 /// The atSign of the rich bundles: an emoji atSign exercises every key path.
 pub const ALICE: &str = "@alice💙";
 /// How long after populating the expiring keys have expired.
 pub const PAST_EVERY_TTL: i64 = 120_000;
 
+/// A manual clock at [`T0`].
+pub fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(T0))
+}
+
 /// The server configuration the tests use, rooted at `dir`.
 pub fn server_config(dir: &Path, clock: Arc<ManualClock>) -> SledPersistenceConfig {
-    SledPersistenceConfig::server_defaults(
-        dir.join("keys"),
-        dir.join("commit_log"),
-        dir.join("access_log"),
-        dir.join("notifications"),
-    )
-    .with_cache_capacity(8 * 1024 * 1024)
-    .with_clock(clock)
+    server(dir).with_clock(clock)
 }
 
 /// Initializes `at_sign` in `f` with [`server_config`] at `dir`.
@@ -44,6 +41,55 @@ pub async fn open(
     f.initialize(at_sign, &server_config(dir, Arc::clone(clock)))
         .await
         .expect("initialize")
+}
+
+/// A temporary directory holding a source bundle at `src`, opened in its own factory
+/// with a fresh [`clock`] and filled by [`populate`] with `n` keys: (directory, clock,
+/// factory, source, what was planted).
+pub async fn populated_source(
+    n: usize,
+) -> (
+    tempfile::TempDir,
+    Arc<ManualClock>,
+    SledPersistenceFactory,
+    Arc<Bundle>,
+    Planted,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let f = SledPersistenceFactory::new();
+    let source = open(&f, &dir.path().join("src"), ALICE, &clock).await;
+    let planted = populate(&source, &clock, n).await;
+    (dir, clock, f, source, planted)
+}
+
+/// Closes `target` and its factory `tf`, and opens `dir` again in a new factory (a new
+/// process, as far as the data knows).
+pub async fn reopen(
+    tf: SledPersistenceFactory,
+    target: Arc<Bundle>,
+    dir: &Path,
+    clock: &Arc<ManualClock>,
+) -> (SledPersistenceFactory, Arc<Bundle>) {
+    tf.close().await;
+    drop(target);
+    let tf = SledPersistenceFactory::new();
+    let target = open(&tf, dir, ALICE, clock).await;
+    (tf, target)
+}
+
+/// Asserts that the next write to `b` takes the commit id `expected`.
+pub async fn assert_next_commit_id(b: &Bundle, expected: i64) {
+    let id = b
+        .key_value_store()
+        .put(
+            &format!("next.wavi{ALICE}"),
+            AtData::new("n"),
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(id, Some(expected));
 }
 
 /// Metadata with every field set.
@@ -295,19 +341,17 @@ pub fn assert_same(a: &PersistenceSnapshot, b: &PersistenceSnapshot, context: &s
 /// Every key of the keystore, expired and unborn included.
 pub async fn all_keys(b: &Bundle) -> Vec<String> {
     use at_persistence_secondary_server::store::{KeyPattern, ScanOptions};
-    b.key_value_store()
-        .scan_keys(
-            &KeyPattern::default(),
-            ScanOptions {
-                include_expired: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .map(|k| k.unwrap())
-        .collect()
-        .await
+    let options = ScanOptions {
+        include_expired: true,
+        ..Default::default()
+    };
+    collect_ok(
+        b.key_value_store()
+            .scan_keys(&KeyPattern::default(), options)
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 /// Asserts that every store of `b` is empty and its commit log never issued an id.

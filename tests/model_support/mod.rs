@@ -1,4 +1,5 @@
-//! Proptest strategies for the model types, shared by the `model_*` test files.
+//! Proptest strategies for the model types, and the instants the worked cases use, shared
+//! by the `model_*` test files.
 #![allow(dead_code)]
 
 use at_persistence_secondary_server::model::{
@@ -10,6 +11,16 @@ use proptest::prelude::*;
 
 /// Dart's `DateTime` range: ±8.64e15 ms (±100 000 000 days around the epoch).
 pub const DART_MAX_MS: i64 = 8_640_000_000_000_000;
+
+/// The instant `s` names, in any form `Timestamp::parse` reads.
+pub fn ts(s: &str) -> Timestamp {
+    Timestamp::parse(s).unwrap()
+}
+
+/// T = 2024-01-01T00:00:00.000Z, the `now` of the worked cases.
+pub fn t() -> Timestamp {
+    ts("2024-01-01T00:00:00.000Z")
+}
 
 /// Any instant an i64 can hold (for the codec, which stores the raw milliseconds).
 pub fn any_timestamp() -> BoxedStrategy<Timestamp> {
