@@ -867,6 +867,18 @@ const RATIOS: &[Ratio] = &[
     },
     Ratio {
         group: "put_overwrite",
+        num: "raw_txn3_every3",
+        den: "raw_txn3_bounded",
+        note: "floor at bound 3 vs 2",
+    },
+    Ratio {
+        group: "put_overwrite",
+        num: "raw_txn3_every4",
+        den: "raw_txn3_bounded",
+        note: "floor at bound 4 vs 2",
+    },
+    Ratio {
+        group: "put_overwrite",
         num: "ours_periodic",
         den: "raw_batch1",
         note: "one-tree batch",
@@ -912,6 +924,18 @@ const RATIOS: &[Ratio] = &[
         num: "raw_txn3_every4",
         den: "raw_txn3",
         note: "sled's cost of flushing every 4th commit",
+    },
+    Ratio {
+        group: "put_new",
+        num: "raw_txn3_every3",
+        den: "raw_txn3_bounded",
+        note: "floor at bound 3 vs 2",
+    },
+    Ratio {
+        group: "put_new",
+        num: "raw_txn3_every4",
+        den: "raw_txn3_bounded",
+        note: "floor at bound 4 vs 2",
     },
     Ratio {
         group: "put_with_meta",
