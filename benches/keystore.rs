@@ -12,7 +12,11 @@
 //! (value, commit entry, latest-id index, dropping the key's previous entry as the crate
 //! does), `raw_batch1` the same writes as one atomic batch on one tree, `raw_plain` the
 //! same writes as plain inserts (not atomic); `_flush` adds `Db::flush`, the comparison
-//! for the crate's durable mode.
+//! for the crate's durable mode. `raw_txn3_bounded` is `raw_txn3` with the crate's
+//! periodic-mode deadlock guard: `Db::flush` after every second transaction
+//! (`CRATE_PERIODIC_BOUND`), sled's own floor in the configuration the crate runs;
+//! `raw_txn3_every3` and `raw_txn3_every4` flush after every third and fourth, to show
+//! how that floor moves with the bound.
 
 mod common;
 
@@ -43,7 +47,6 @@ struct Fx<'r> {
     /// Next index of a brand-new key, per store.
     new_p: Cell<usize>,
     new_d: Cell<usize>,
-    new_r3: Cell<usize>,
     new_r1: Cell<usize>,
 }
 
@@ -59,7 +62,6 @@ impl<'r> Fx<'r> {
             raw1: OnceCell::new(),
             new_p: Cell::new(n),
             new_d: Cell::new(n),
-            new_r3: Cell::new(n),
             new_r1: Cell::new(n),
         }
     }
@@ -287,6 +289,20 @@ fn put_group(c: &mut Criterion, fx: &Fx<'_>, name: &str, fresh: bool) {
     let rt = fx.rt;
     let records = Records::new(None);
     let records = &records;
+    let raws = [
+        ("raw_txn3", Flush::Never),
+        ("raw_txn3_bounded", Flush::Every(CRATE_PERIODIC_BOUND)),
+        ("raw_txn3_every3", Flush::Every(3)),
+        ("raw_txn3_every4", Flush::Every(4)),
+        ("raw_txn3_flush", Flush::Each),
+    ];
+    // New keys: each raw variant grows a store of its own from N keys, as each of ours
+    // does, so that no variant writes into a store the others have grown.
+    let own: Vec<(OnceCell<RefCell<Raw3>>, Cell<usize>)> = raws
+        .iter()
+        .map(|_| (OnceCell::new(), Cell::new(n)))
+        .collect();
+    let own = &own;
     let mut g = Group::new(c, name, n);
     let pick = move |i: u64, counter: &Cell<usize>| -> String {
         if fresh {
@@ -315,12 +331,18 @@ fn put_group(c: &mut Criterion, fx: &Fx<'_>, name: &str, fresh: bool) {
     }
     // Without a flush per put, a raw baseline's writes queue in sled's I/O pool; each
     // measurement ends with `Db::flush`, so the queue it built is paid for in its time.
-    for (function, flush) in [("raw_txn3", false), ("raw_txn3_flush", true)] {
+    for (j, (function, flush)) in raws.into_iter().enumerate() {
         g.add(function, move |iters| {
-            let mut r = fx.raw3().borrow_mut();
+            let (cell, counter) = &own[j];
+            let mut r = if fresh {
+                cell.get_or_init(|| RefCell::new(Raw3::filled(n)))
+                    .borrow_mut()
+            } else {
+                fx.raw3().borrow_mut()
+            };
             let t = Instant::now();
             for i in 0..iters {
-                let k = pick(i, &fx.new_r3);
+                let k = pick(i, counter);
                 r.put_txn(&k, records.get(i), flush);
             }
             r.db.flush().expect("flush");
@@ -376,15 +398,21 @@ fn writes(c: &mut Criterion, fx: &Fx<'_>) {
             t.elapsed()
         })
     });
-    g.add("raw_txn3", |iters| {
-        let mut r = fx.raw3().borrow_mut();
-        let t = Instant::now();
-        for i in 0..iters {
-            r.put_txn(fx.key(i), rich.get(i), false);
-        }
-        r.db.flush().expect("flush");
-        t.elapsed()
-    });
+    for (function, flush) in [
+        ("raw_txn3", Flush::Never),
+        ("raw_txn3_bounded", Flush::Every(CRATE_PERIODIC_BOUND)),
+    ] {
+        let rich = &rich;
+        g.add(function, move |iters| {
+            let mut r = fx.raw3().borrow_mut();
+            let t = Instant::now();
+            for i in 0..iters {
+                r.put_txn(fx.key(i), rich.get(i), flush);
+            }
+            r.db.flush().expect("flush");
+            t.elapsed()
+        });
+    }
     g.finish(RATIOS);
 
     // Metadata only: the value is kept, the record rewritten, UPDATE_META committed.
@@ -402,15 +430,21 @@ fn writes(c: &mut Criterion, fx: &Fx<'_>) {
             t.elapsed()
         })
     });
-    g.add("raw_txn3", |iters| {
-        let mut r = fx.raw3().borrow_mut();
-        let t = Instant::now();
-        for i in 0..iters {
-            r.put_txn(fx.key(i), rich.get(i), false);
-        }
-        r.db.flush().expect("flush");
-        t.elapsed()
-    });
+    for (function, flush) in [
+        ("raw_txn3", Flush::Never),
+        ("raw_txn3_bounded", Flush::Every(CRATE_PERIODIC_BOUND)),
+    ] {
+        let rich = &rich;
+        g.add(function, move |iters| {
+            let mut r = fx.raw3().borrow_mut();
+            let t = Instant::now();
+            for i in 0..iters {
+                r.put_txn(fx.key(i), rich.get(i), flush);
+            }
+            r.db.flush().expect("flush");
+            t.elapsed()
+        });
+    }
     g.finish(RATIOS);
 
     // remove (timed) then put back (not timed), so the store stays at N.
@@ -443,26 +477,32 @@ fn writes(c: &mut Criterion, fx: &Fx<'_>) {
             total
         })
     });
-    g.add("raw_txn3", |iters| {
-        let mut r = fx.raw3().borrow_mut();
-        let keys: Vec<&str> = (0..iters).map(|i| fx.key(i)).collect();
-        let t = Instant::now();
-        for k in &keys {
-            r.remove_txn(k, false);
-        }
-        r.db.flush().expect("flush");
-        let total = t.elapsed();
-        for chunk in keys.chunks(1000) {
-            let items: Vec<(String, Vec<u8>)> = chunk
-                .iter()
-                .enumerate()
-                .map(|(j, k)| (k.to_string(), records.get(j as u64).to_vec()))
-                .collect();
-            r.put_many_txn(&items, false);
-        }
-        r.db.flush().expect("flush");
-        total
-    });
+    for (function, flush) in [
+        ("raw_txn3", Flush::Never),
+        ("raw_txn3_bounded", Flush::Every(CRATE_PERIODIC_BOUND)),
+    ] {
+        let records = &records;
+        g.add(function, move |iters| {
+            let mut r = fx.raw3().borrow_mut();
+            let keys: Vec<&str> = (0..iters).map(|i| fx.key(i)).collect();
+            let t = Instant::now();
+            for k in &keys {
+                r.remove_txn(k, flush);
+            }
+            r.db.flush().expect("flush");
+            let total = t.elapsed();
+            for chunk in keys.chunks(1000) {
+                let items: Vec<(String, Vec<u8>)> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(j, k)| (k.to_string(), records.get(j as u64).to_vec()))
+                    .collect();
+                r.put_many_txn(&items, Flush::Never);
+            }
+            r.db.flush().expect("flush");
+            total
+        });
+    }
     g.finish(RATIOS);
 
     let name = "remove_many_100";
@@ -534,7 +574,7 @@ fn writes(c: &mut Criterion, fx: &Fx<'_>) {
                 .into_iter()
                 .map(|k| (k, record_bytes(i as usize, None)))
                 .collect();
-            r.put_many_txn(&items, false);
+            r.put_many_txn(&items, Flush::Never);
         }
         total
     });
@@ -595,7 +635,7 @@ fn writes(c: &mut Criterion, fx: &Fx<'_>) {
                     (k, records.get(i * 1000 + j).to_vec())
                 })
                 .collect();
-            r.put_many_txn(&items, false);
+            r.put_many_txn(&items, Flush::Never);
         }
         r.db.flush().expect("flush");
         t.elapsed()
@@ -655,7 +695,7 @@ fn expiry(c: &mut Criterion, fx: &Fx<'_>) {
                 let items: Vec<(String, Vec<u8>)> = (0..count)
                     .map(|j| (expiring_key(j), record_bytes(j, None)))
                     .collect();
-                r.put_many_txn(&items, false);
+                r.put_many_txn(&items, Flush::Never);
                 let mut b = sled::Batch::default();
                 for (k, _) in &items {
                     b.insert(
@@ -804,6 +844,42 @@ const RATIOS: &[Ratio] = &[
     Ratio {
         group: "put_overwrite",
         num: "ours_periodic",
+        den: "raw_txn3_bounded",
+        note: "same deadlock guard on both sides",
+    },
+    Ratio {
+        group: "put_overwrite",
+        num: "raw_txn3_bounded",
+        den: "raw_txn3",
+        note: "sled's cost of flushing every 2nd commit",
+    },
+    Ratio {
+        group: "put_overwrite",
+        num: "raw_txn3_every3",
+        den: "raw_txn3",
+        note: "sled's cost of flushing every 3rd commit",
+    },
+    Ratio {
+        group: "put_overwrite",
+        num: "raw_txn3_every4",
+        den: "raw_txn3",
+        note: "sled's cost of flushing every 4th commit",
+    },
+    Ratio {
+        group: "put_overwrite",
+        num: "raw_txn3_every3",
+        den: "raw_txn3_bounded",
+        note: "floor at bound 3 vs 2",
+    },
+    Ratio {
+        group: "put_overwrite",
+        num: "raw_txn3_every4",
+        den: "raw_txn3_bounded",
+        note: "floor at bound 4 vs 2",
+    },
+    Ratio {
+        group: "put_overwrite",
+        num: "ours_periodic",
         den: "raw_batch1",
         note: "one-tree batch",
     },
@@ -826,10 +902,52 @@ const RATIOS: &[Ratio] = &[
         note: "target <= 1.25x",
     },
     Ratio {
+        group: "put_new",
+        num: "ours_periodic",
+        den: "raw_txn3_bounded",
+        note: "same deadlock guard on both sides",
+    },
+    Ratio {
+        group: "put_new",
+        num: "raw_txn3_bounded",
+        den: "raw_txn3",
+        note: "sled's cost of flushing every 2nd commit",
+    },
+    Ratio {
+        group: "put_new",
+        num: "raw_txn3_every3",
+        den: "raw_txn3",
+        note: "sled's cost of flushing every 3rd commit",
+    },
+    Ratio {
+        group: "put_new",
+        num: "raw_txn3_every4",
+        den: "raw_txn3",
+        note: "sled's cost of flushing every 4th commit",
+    },
+    Ratio {
+        group: "put_new",
+        num: "raw_txn3_every3",
+        den: "raw_txn3_bounded",
+        note: "floor at bound 3 vs 2",
+    },
+    Ratio {
+        group: "put_new",
+        num: "raw_txn3_every4",
+        den: "raw_txn3_bounded",
+        note: "floor at bound 4 vs 2",
+    },
+    Ratio {
         group: "put_with_meta",
         num: "ours_periodic",
         den: "raw_txn3",
         note: "",
+    },
+    Ratio {
+        group: "put_with_meta",
+        num: "ours_periodic",
+        den: "raw_txn3_bounded",
+        note: "same deadlock guard on both sides",
     },
     Ratio {
         group: "put_meta",
@@ -838,10 +956,22 @@ const RATIOS: &[Ratio] = &[
         note: "",
     },
     Ratio {
+        group: "put_meta",
+        num: "ours_periodic",
+        den: "raw_txn3_bounded",
+        note: "same deadlock guard on both sides",
+    },
+    Ratio {
         group: "remove",
         num: "ours_periodic",
         den: "raw_txn3",
         note: "",
+    },
+    Ratio {
+        group: "remove",
+        num: "ours_periodic",
+        den: "raw_txn3_bounded",
+        note: "same deadlock guard on both sides",
     },
     Ratio {
         group: "remove_many_100",

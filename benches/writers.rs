@@ -3,6 +3,9 @@
 //! with commit log. One iteration is one put, so criterion's throughput line is puts per
 //! second over all writers. The raw baseline runs the same number of OS threads, each
 //! committing bare 3-tree transactions (plus `Db::flush` in durable mode) on one database.
+//! In periodic mode there are two raw baselines: `raw_txn3` never waits for sled's log
+//! writes, `raw_txn3_bounded` waits after every second commit on the database (counted
+//! over all threads), the crate's deadlock guard (`CRATE_PERIODIC_BOUND`).
 //!
 //! ```text
 //! cargo bench --bench writers
@@ -94,7 +97,7 @@ fn ours_threads(o: &Ours, writers: usize, iters: u64) -> Duration {
     t.elapsed()
 }
 
-fn raw_threads(r: &Raw3, ids: &AtomicU64, writers: usize, iters: u64, flush: bool) -> Duration {
+fn raw_threads(r: &Raw3, ids: &AtomicU64, writers: usize, iters: u64, flush: Flush) -> Duration {
     let per = iters.div_ceil(writers as u64);
     let records = Records::new(None);
     let t = Instant::now();
@@ -175,6 +178,36 @@ const RATIOS: &[Ratio] = &[
         den: "raw_txn3_threads_16",
         note: "raw sled, throughput 16 vs 1",
     },
+    Ratio {
+        group: "writers_periodic",
+        num: "raw_txn3_bounded_threads_1",
+        den: "raw_txn3_bounded_threads_16",
+        note: "raw sled with the guard, throughput 16 vs 1",
+    },
+    Ratio {
+        group: "writers_periodic",
+        num: "ours_threads_1",
+        den: "raw_txn3_threads_1",
+        note: "single writer vs raw",
+    },
+    Ratio {
+        group: "writers_periodic",
+        num: "ours_threads_1",
+        den: "raw_txn3_bounded_threads_1",
+        note: "single writer vs raw with the guard",
+    },
+    Ratio {
+        group: "writers_periodic",
+        num: "ours_threads_16",
+        den: "raw_txn3_threads_16",
+        note: "16 writers vs raw",
+    },
+    Ratio {
+        group: "writers_periodic",
+        num: "ours_threads_16",
+        den: "raw_txn3_bounded_threads_16",
+        note: "16 writers vs raw with the guard",
+    },
 ];
 
 fn main() {
@@ -214,15 +247,20 @@ fn main() {
             g.add(&format!("ours_threads_{w}"), move |iters| {
                 ours_threads(ours(), w, iters)
             });
-            let raw_name = if durable {
-                format!("raw_txn3_flush_threads_{w}")
+            let raws: &[(&str, Flush)] = if durable {
+                &[("raw_txn3_flush", Flush::Each)]
             } else {
-                format!("raw_txn3_threads_{w}")
+                &[
+                    ("raw_txn3", Flush::Never),
+                    ("raw_txn3_bounded", Flush::Every(CRATE_PERIODIC_BOUND)),
+                ]
             };
-            g.add(&raw_name, move |iters| {
-                let (r, ids) = raw();
-                raw_threads(r, ids, w, iters, durable)
-            });
+            for &(raw_name, flush) in raws {
+                g.add(&format!("{raw_name}_threads_{w}"), move |iters| {
+                    let (r, ids) = raw();
+                    raw_threads(r, ids, w, iters, flush)
+                });
+            }
         }
         g.finish(RATIOS);
     }

@@ -7,7 +7,7 @@
 //! calls, and `write_bytes`, written back by the kernel in whole pages) and the put rate.
 //!
 //! ```text
-//! cargo run --release --example memory -- MODE [--keys N] [--puts P] [--writers W] [--cache-mb M]
+//! cargo run --release --example memory -- MODE [--keys N] [--puts P] [--writers W] [--cache-mb M] [--flush-every K]
 //! ```
 //!
 //! `MODE` is one of:
@@ -17,6 +17,9 @@
 //! * `raw-txn3`, `raw-txn3-flush`: the bare sled transaction over three trees (value,
 //!   commit entry, latest-id index) writing the same bytes, optionally followed by
 //!   `Db::flush`;
+//! * `raw-txn3-bounded`: `raw-txn3` with the crate's periodic-mode deadlock guard,
+//!   `Db::flush` after every second transaction on the database (every `K`-th with
+//!   `--flush-every K`): the raw comparison for `ours-periodic`;
 //! * `raw-batch1`: the same writes as one atomic batch on one tree;
 //! * `raw-plain`: the same writes as plain inserts (not atomic).
 //!
@@ -41,12 +44,15 @@ struct Args {
     puts: u64,
     writers: usize,
     cache: u64,
+    /// `raw-txn3-bounded`: flush after every this many transactions.
+    flush_every: u32,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: memory MODE [--keys N] [--puts P] [--writers W] [--cache-mb M]\n\
-         MODE: ours-durable | ours-periodic | raw-txn3 | raw-txn3-flush | raw-batch1 | raw-plain"
+        "usage: memory MODE [--keys N] [--puts P] [--writers W] [--cache-mb M] [--flush-every K]\n\
+         MODE: ours-durable | ours-periodic | raw-txn3 | raw-txn3-bounded | raw-txn3-flush | raw-batch1 | raw-plain\n\
+         --flush-every K: raw-txn3-bounded only (default 2, the crate's bound)"
     );
     std::process::exit(2)
 }
@@ -60,6 +66,7 @@ fn parse() -> Args {
         puts: 1_000_000,
         writers: 1,
         cache: CACHE,
+        flush_every: CRATE_PERIODIC_BOUND,
     };
     while let Some(flag) = it.next() {
         let v = it.next().unwrap_or_else(|| usage());
@@ -69,6 +76,9 @@ fn parse() -> Args {
             "--puts" => a.puts = num,
             "--writers" => a.writers = (num as usize).max(1),
             "--cache-mb" => a.cache = num * 1024 * 1024,
+            "--flush-every" if a.mode == "raw-txn3-bounded" => {
+                a.flush_every = u32::try_from(num).unwrap_or_else(|_| usage()).max(1)
+            }
             _ => usage(),
         }
     }
@@ -152,8 +162,12 @@ fn main() {
             rt.block_on(bundle.close());
             (load, dir_size(dir.path()))
         }
-        "raw-txn3" | "raw-txn3-flush" | "raw-plain" => {
-            let flush = a.mode == "raw-txn3-flush";
+        "raw-txn3" | "raw-txn3-bounded" | "raw-txn3-flush" | "raw-plain" => {
+            let flush = match a.mode.as_str() {
+                "raw-txn3-flush" => Flush::Each,
+                "raw-txn3-bounded" => Flush::Every(a.flush_every),
+                _ => Flush::Never,
+            };
             let plain = a.mode == "raw-plain";
             let dir = tempfile::tempdir().expect("tempdir");
             let db = sled::Config::new()
@@ -162,15 +176,7 @@ fn main() {
                 .flush_every_ms(Some(FLUSH_EVERY_MS))
                 .open()
                 .expect("open");
-            let mut r = Raw3 {
-                values: db.open_tree("values").expect("tree"),
-                commits: db.open_tree("commits").expect("tree"),
-                keyidx: db.open_tree("keyidx").expect("tree"),
-                expiry: db.open_tree("expiry").expect("tree"),
-                db,
-                dir,
-                next_id: 0,
-            };
+            let mut r = Raw3::with_db(dir, db);
             r.fill(0..a.keys);
             let records = Records::new(None);
             let ids = AtomicU64::new(r.next_id);
@@ -212,9 +218,14 @@ fn main() {
     let wchar = io_counter("wchar:").saturating_sub(wchar_before);
     let written = io_counter("write_bytes:").saturating_sub(written_before);
     let rate = a.puts as f64 / load_time.as_secs_f64();
+    let mode = if a.mode == "raw-txn3-bounded" && a.flush_every != CRATE_PERIODIC_BOUND {
+        format!("{} (flush every {})", a.mode, a.flush_every)
+    } else {
+        a.mode.clone()
+    };
     println!(
         "mode={} keys={} puts={} writers={} cache={}MiB",
-        a.mode,
+        mode,
         a.keys,
         a.puts,
         a.writers,
@@ -237,7 +248,7 @@ fn main() {
     );
     println!(
         "| {} | {} | {} | {} | {} MiB | {:.0} | {:.0} MB | {:.0} MB | {:.2} GB | {:.2} GB |",
-        a.mode,
+        mode,
         a.keys,
         a.puts,
         a.writers,
