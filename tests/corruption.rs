@@ -592,7 +592,8 @@ fn copy_dir(from: &Path, to: &Path) {
 ///   and reports something whenever a read failed;
 /// * before opening, the damage costs at most a suffix of the history: the keys read
 ///   back are exactly the first ones written, and the state verifies clean (sled recovers
-///   its log up to the first damaged message);
+///   its log up to the first damaged message), except that a cut tail may leave part of
+///   the last write, which verify then reports (and nothing else);
 /// * snapshot damage costs nothing (sled rebuilds snapshots from the log).
 fn damaged_file(damage: Damage, live: bool) {
     let dir = tempfile::tempdir().unwrap();
@@ -650,10 +651,33 @@ fn damaged_file(damage: Damage, live: bool) {
             seen.ok, seen.prefix,
             "{damage:?}: the survivors are not a prefix: {seen:?}"
         );
-        assert_eq!(
-            violations, 0,
-            "{damage:?}: the recovered state is inconsistent\n{err}"
-        );
+        if damage == Damage::TruncateTail {
+            // Cutting the tail of a cleanly closed file is damage, not a torn write: sled
+            // 0.34 then sometimes (about 1 run in 7 here) recovers part of the last atomic
+            // batch (the key index entry and a counter without the record and its commit
+            // entry, or the record without its creation index entry). verify must report
+            // exactly that: the last record that survived or the first that did not, and
+            // the counters; nothing about earlier writes.
+            let torn: Vec<String> = [seen.prefix.checked_sub(1), Some(seen.prefix)]
+                .into_iter()
+                .flatten()
+                .map(|i| format!("\"{}\"", key(i)))
+                .collect();
+            let listed: Vec<&str> = err.lines().filter(|l| is_violation_line(l)).collect();
+            assert_eq!(listed.len() as u64, violations, "{damage:?}: {err}");
+            for l in listed {
+                assert!(
+                    torn.iter().any(|t| l.contains(t.as_str()))
+                        || l.contains("_count\": counter says"),
+                    "{damage:?}: a violation beyond the last write: {l}"
+                );
+            }
+        } else {
+            assert_eq!(
+                violations, 0,
+                "{damage:?}: the recovered state is inconsistent\n{err}"
+            );
+        }
     }
     if matches!(
         damage,
@@ -661,6 +685,18 @@ fn damaged_file(damage: Damage, live: bool) {
     ) {
         assert_eq!(seen.ok, RECORDS, "{damage:?}: {seen:?}");
     }
+}
+
+/// A violation line of a printed `VerifyReport` (`<store>: "<key>": <problem>`).
+fn is_violation_line(line: &str) -> bool {
+    [
+        "keystore: \"",
+        "commit log: \"",
+        "access log: \"",
+        "notification keystore: \"",
+    ]
+    .iter()
+    .any(|p| line.trim_start().starts_with(p))
 }
 
 // ------------------------------------------------------------------ runner
