@@ -31,6 +31,7 @@ use super::db::{backend, unflushed_error, Durability, SledDb};
 use super::factory::SledStore;
 use super::layout::{self as lay, instant_bytes, prefix_end, read_u64};
 use super::staging::Staging;
+use super::store_core::{lock, StoreHandle};
 use super::writer::{self, GroupProcessor, WriteQueue};
 use crate::error::{PersistenceError, Result};
 use crate::model::{codec, AccessLogEntry, Clock, Timestamp};
@@ -38,7 +39,7 @@ use crate::store::{AccessLog, Compactable, CompactedItem, ResultStream};
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 pub(crate) const STORE: &str = "access log";
@@ -83,11 +84,6 @@ pub(crate) struct Counters {
     count: u64,
 }
 
-struct Handle {
-    db: Arc<SledDb>,
-    tree: sled::Tree,
-}
-
 #[derive(Debug)]
 enum Op {
     Append(AccessLogEntry),
@@ -121,13 +117,9 @@ pub(crate) struct Queued {
 /// Shared state of one access log.
 pub(crate) struct AlInner {
     settings: AccessLogSettings,
-    handle: RwLock<Option<Handle>>,
+    pub(crate) handle: StoreHandle,
     queue: WriteQueue<Queued>,
     pub(crate) counters: Mutex<Counters>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn corrupt(key: &[u8], reason: impl Into<String>) -> PersistenceError {
@@ -267,7 +259,7 @@ impl AlInner {
         let count = read_counter(&tree, ENTRY_COUNT)?;
         Ok(Arc::new(AlInner {
             settings,
-            handle: RwLock::new(Some(Handle { db, tree })),
+            handle: StoreHandle::new(STORE, db, tree),
             queue: WriteQueue::default(),
             counters: Mutex::new(Counters { next_id, count }),
         }))
@@ -275,33 +267,7 @@ impl AlInner {
 
     /// Releases the database; later calls return `StoreClosed`.
     pub(crate) fn close(&self) {
-        let handle = self
-            .handle
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(h) = handle {
-            // Best effort: a close should leave nothing in sled's buffers.
-            let _ = h.db.flush(Durability::Durable);
-        }
-    }
-
-    pub(crate) fn tree(&self) -> Result<sled::Tree> {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|h| h.tree.clone())
-            .ok_or(PersistenceError::StoreClosed { store: STORE })
-    }
-
-    fn db(&self) -> Result<Arc<SledDb>> {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|h| Arc::clone(&h.db))
-            .ok_or(PersistenceError::StoreClosed { store: STORE })
+        self.handle.close();
     }
 
     // ----- staged primitives (writer only) -----
@@ -543,7 +509,7 @@ impl GroupProcessor for AlInner {
     }
 
     fn process_group(&self, ops: Vec<Queued>) {
-        let (db, tree) = match (self.db(), self.tree()) {
+        let (db, tree) = match (self.handle.db(), self.handle.tree()) {
             (Ok(db), Ok(tree)) => (db, tree),
             _ => {
                 for q in ops {
@@ -571,7 +537,7 @@ impl GroupProcessor for AlInner {
 }
 
 async fn run(inner: &Arc<AlInner>, op: Op) -> Result<Outcome> {
-    inner.tree()?;
+    inner.handle.ensure_open()?;
     let (tx, rx) = oneshot::channel();
     writer::submit(inner, Queued { op, tx });
     rx.await.map_err(|_| PersistenceError::Backend {
@@ -644,7 +610,7 @@ impl SledAccessLog {
     }
 
     fn most_visited(&self, kind: u8, n: usize) -> Result<Vec<(String, u64)>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -689,7 +655,7 @@ impl AccessLog for SledAccessLog {
     }
 
     async fn get_last_access_log_entry(&self) -> Result<Option<AccessLogEntry>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let last = tree
             .range(vec![ENTRY]..prefix_end(ENTRY))
             .next_back()
@@ -702,7 +668,7 @@ impl AccessLog for SledAccessLog {
     }
 
     async fn get_last_pkam_access_log_entry(&self) -> Result<Option<AccessLogEntry>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let last = tree
             .range(vec![PKAM]..prefix_end(PKAM))
             .keys()
@@ -725,7 +691,7 @@ impl AccessLog for SledAccessLog {
     }
 
     async fn iterate(&self) -> Result<ResultStream<AccessLogEntry>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let iter = tree.range(vec![ENTRY]..prefix_end(ENTRY));
         Ok(futures::stream::iter(iter.map(|item| {
             let (k, v) = item.map_err(|e| backend("iterate access log", e))?;
@@ -745,12 +711,12 @@ impl AccessLog for SledAccessLog {
     }
 
     async fn entries_count(&self) -> Result<u64> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(lock(&self.inner.counters).count)
     }
 
     async fn size_bytes(&self) -> Result<u64> {
-        self.inner.db()?.size_on_disk()
+        self.inner.handle.db()?.size_on_disk()
     }
 }
 
@@ -765,7 +731,7 @@ struct ChunkedCompaction {
 #[async_trait]
 impl Compactable for SledAccessLog {
     async fn compact(&self, dry_run: bool) -> Result<ResultStream<CompactedItem>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let count = lock(&self.inner.counters).count;
         let pct = u64::from(self.inner.settings.compaction_percentage.min(100));
         // Exact integer arithmetic: floor(count * pct / 100), without overflow.

@@ -10,6 +10,7 @@ use super::db::{backend, unflushed_error, Durability, SledDb};
 use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
 use super::staging::Staging;
+use super::store_core::{lock, StoreHandle};
 use super::writer::{self, GroupProcessor, WriteQueue};
 use crate::error::{PersistenceError, Result};
 use crate::key;
@@ -70,11 +71,6 @@ impl Counters {
     pub(crate) fn hwm(&self) -> i64 {
         self.hwm
     }
-}
-
-struct Handle {
-    db: Arc<SledDb>,
-    tree: sled::Tree,
 }
 
 /// How a write builds its record.
@@ -160,7 +156,7 @@ pub(crate) struct Queued {
 /// Shared state of one keystore (and its commit log).
 pub(crate) struct KsInner {
     settings: KeyStoreSettings,
-    handle: RwLock<Option<Handle>>,
+    pub(crate) handle: StoreHandle,
     queue: WriteQueue<Queued>,
     pub(crate) counters: Mutex<Counters>,
     events: RwLock<Option<broadcast::Sender<KeyStoreChange>>>,
@@ -188,10 +184,6 @@ fn read_counter_i64(tree: &sled::Tree, key: &[u8], default: i64) -> Result<i64> 
         }),
         None => Ok(default),
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn decode_record(bytes: &[u8], key: &str) -> Result<AtData> {
@@ -251,7 +243,7 @@ impl KsInner {
         let (tx, _) = broadcast::channel(settings.change_buffer.max(1));
         Ok(Arc::new(KsInner {
             settings,
-            handle: RwLock::new(Some(Handle { db, tree })),
+            handle: StoreHandle::new(STORE, db, tree),
             queue: WriteQueue::default(),
             counters: Mutex::new(Counters {
                 hwm,
@@ -269,15 +261,7 @@ impl KsInner {
     /// Releases the database. Later calls on any handle return `StoreClosed`; change
     /// streams end.
     pub(crate) fn close(&self) {
-        let handle = self
-            .handle
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(h) = handle {
-            // Best effort: a close should leave nothing in sled's buffers.
-            let _ = h.db.flush(Durability::Durable);
-        }
+        self.handle.close();
         self.events
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -287,38 +271,18 @@ impl KsInner {
     /// The stored record bytes under the canonical key `canonical`: one sled read, with
     /// neither a copy of the tree handle nor a heap-allocated storage key.
     fn read_stored(&self, canonical: &str, context: &str) -> Result<Option<IVec>> {
-        let guard = self.handle.read().unwrap_or_else(|p| p.into_inner());
-        let h = guard
-            .as_ref()
-            .ok_or(PersistenceError::StoreClosed { store: STORE })?;
-        let k = canonical.as_bytes();
-        let mut buf = [0u8; 96];
-        let read = if k.len() < buf.len() {
-            buf[0] = lay::RECORD;
-            buf[1..=k.len()].copy_from_slice(k);
-            h.tree.get(&buf[..=k.len()])
-        } else {
-            h.tree.get(prefixed(lay::RECORD, k))
-        };
+        let read = self.handle.with(|h| {
+            let k = canonical.as_bytes();
+            let mut buf = [0u8; 96];
+            if k.len() < buf.len() {
+                buf[0] = lay::RECORD;
+                buf[1..=k.len()].copy_from_slice(k);
+                h.tree.get(&buf[..=k.len()])
+            } else {
+                h.tree.get(prefixed(lay::RECORD, k))
+            }
+        })?;
         read.map_err(|e| backend(context, e))
-    }
-
-    pub(crate) fn tree(&self) -> Result<sled::Tree> {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|h| h.tree.clone())
-            .ok_or(PersistenceError::StoreClosed { store: STORE })
-    }
-
-    fn db(&self) -> Result<Arc<SledDb>> {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|h| Arc::clone(&h.db))
-            .ok_or(PersistenceError::StoreClosed { store: STORE })
     }
 
     fn now(&self) -> Timestamp {
@@ -370,7 +334,7 @@ impl KsInner {
         match self.read_record(s, key) {
             Ok(r) => Ok((r, false)),
             Err(PersistenceError::CorruptRecord { .. }) => {
-                let tree = self.tree()?;
+                let tree = self.handle.tree()?;
                 for prefix in [lay::EXPIRY, lay::AVAILABLE, lay::CREATED] {
                     for k in tree.range(vec![prefix]..lay::prefix_end(prefix)).keys() {
                         let k = k.map_err(|e| backend("index scan", e))?;
@@ -1007,7 +971,7 @@ impl GroupProcessor for KsInner {
     }
 
     fn process_group(&self, ops: Vec<Queued>) {
-        let (db, tree) = match (self.db(), self.tree()) {
+        let (db, tree) = match (self.handle.db(), self.handle.tree()) {
             (Ok(db), Ok(tree)) => (db, tree),
             _ => {
                 for q in ops {
@@ -1078,7 +1042,7 @@ impl SledKeyStore {
 
 async fn run(inner: &Arc<KsInner>, op: KsOp) -> Result<Outcome> {
     // Fail fast on a closed store without queueing.
-    inner.tree()?;
+    inner.handle.ensure_open()?;
     let (tx, rx) = oneshot::channel();
     writer::submit(inner, Queued { op, tx });
     rx.await.map_err(|_| PersistenceError::Backend {
@@ -1205,7 +1169,7 @@ impl KeyValueStore<AtData> for SledKeyStore {
 
     async fn remove(&self, key: &str, options: RemoveOptions) -> Result<Option<i64>> {
         let key = validate_write_key(key)?;
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         let args = RemoveHookArgs {
             key: key.clone(),
             skip_commit: options.skip_commit,
@@ -1219,14 +1183,14 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let canonical = canonical(key);
         tree.contains_key(prefixed(lay::RECORD, canonical.as_bytes()))
             .map_err(|e| backend("exists", e))
     }
 
     async fn get_keys(&self, regex: Option<&str>) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let re = regex_of(regex)?;
         let hidden = self.inner.unavailable(&tree, self.inner.now())?;
         let iter = tree
@@ -1251,13 +1215,13 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn get_expired_keys(&self) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let keys = self.inner.expired_keys(&tree, self.inner.now())?;
         Ok(futures::stream::iter(keys.into_iter().map(Ok)).boxed())
     }
 
     async fn delete_expired_keys(&self) -> Result<bool> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let now = self.inner.now();
         let keys = self.inner.expired_keys(&tree, now)?;
         if keys.is_empty() {
@@ -1305,7 +1269,7 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<BTreeMap<String, AtData>> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         let mut out = BTreeMap::new();
         for k in keys {
             let canonical = canonical(k);
@@ -1323,7 +1287,7 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn remove_many(&self, keys: &[&str], skip_commit: bool) -> Result<u64> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let mut seen = HashSet::new();
         let mut canon = Vec::new();
         for k in keys {
@@ -1373,7 +1337,7 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn next_expires_at(&self) -> Result<Option<Timestamp>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let first = tree
             .range(vec![lay::EXPIRY]..lay::prefix_end(lay::EXPIRY))
             .keys()
@@ -1388,7 +1352,7 @@ impl KeyValueStore<AtData> for SledKeyStore {
         as_of: Option<Timestamp>,
         limit: Option<usize>,
     ) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let as_of = as_of.unwrap_or_else(|| self.inner.now());
         let limit = limit.unwrap_or(usize::MAX);
         let iter = tree
@@ -1409,7 +1373,7 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn snapshot(&self) -> Result<Box<dyn KeyStoreSnapshot<AtData>>> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(Box::new(SledSnapshot {
             store: self.clone(),
             released: AtomicBool::new(false),
@@ -1417,7 +1381,7 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn begin_transaction(&self) -> Result<Arc<dyn KeyStoreTxn<AtData>>> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(Arc::new(SledTxn {
             store: self.clone(),
             state: Mutex::new(TxnState::default()),
@@ -1425,8 +1389,8 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn stats(&self) -> Result<KeyStoreStats> {
-        let tree = self.inner.tree()?;
-        let db = self.inner.db()?;
+        let tree = self.inner.handle.tree()?;
+        let db = self.inner.handle.db()?;
         let count = |prefix: u8| -> Result<u64> {
             let mut n = 0;
             for k in tree.range(vec![prefix]..lay::prefix_end(prefix)).keys() {
@@ -1583,7 +1547,7 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
         options: ScanOptions,
     ) -> Result<ResultStream<KeyEntry<AtData, AtMetaData>>> {
         predicate.validate()?;
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let keys = self.scan_iter(
             pattern,
             ScanOptions {
@@ -1622,7 +1586,7 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
     }
 
     async fn next_available_at(&self, as_of: Option<Timestamp>) -> Result<Option<Timestamp>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let as_of = as_of.unwrap_or_else(|| self.inner.now());
         let first = tree
             .range(
@@ -1642,7 +1606,7 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
         as_of: Option<Timestamp>,
         limit: Option<usize>,
     ) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let as_of = as_of.unwrap_or_else(|| self.inner.now());
         if as_of <= since {
             return Ok(futures::stream::empty().boxed());
@@ -1669,7 +1633,7 @@ type KeyIter = Box<dyn Iterator<Item = Result<String>> + Send>;
 impl SledKeyStore {
     /// The keys `scan_keys` yields before skip and limit.
     fn scan_iter(&self, pattern: &KeyPattern, options: ScanOptions) -> Result<KeyIter> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let hidden = if options.include_expired {
             None
         } else {
@@ -1841,7 +1805,7 @@ impl KeyStoreTxn<AtData> for SledTxn {
 impl Compactable for SledKeyStore {
     async fn compact(&self, dry_run: bool) -> Result<ResultStream<CompactedItem>> {
         if !self.inner.settings.commit_log {
-            self.inner.tree()?;
+            self.inner.handle.ensure_open()?;
             return Ok(futures::stream::empty().boxed());
         }
         SledCommitLog {
@@ -1854,7 +1818,7 @@ impl Compactable for SledKeyStore {
 
 impl SledCommitLog {
     fn superseded(&self) -> Result<Vec<i64>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let mut out = Vec::new();
         for item in tree.range(vec![lay::COMMIT]..lay::prefix_end(lay::COMMIT)) {
             let (k, v) = item.map_err(|e| backend("compact", e))?;
@@ -1911,7 +1875,7 @@ fn validate_commit_key(key: &str) -> Result<()> {
 #[async_trait]
 impl CommitLog for SledCommitLog {
     async fn commit(&self, key: &str, op: CommitOp, op_time: Option<Timestamp>) -> Result<i64> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         if key::is_commit_skipped(key) {
             return Ok(-1);
         }
@@ -1969,7 +1933,7 @@ impl CommitLog for SledCommitLog {
     }
 
     async fn iterate(&self, options: IterateOptions) -> Result<ResultStream<CommitEntry>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let start = lay::commit_key(options.from_commit_id.unwrap_or(0).max(0));
         let iter = tree.range(start..lay::prefix_end(lay::COMMIT));
         Ok(futures::stream::iter(iter.filter_map(move |item| {
@@ -1987,7 +1951,7 @@ impl CommitLog for SledCommitLog {
     }
 
     async fn iterate_rev(&self, from_commit_id: Option<i64>) -> Result<ResultStream<CommitEntry>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let end = match from_commit_id {
             Some(id) if id < 0 => return Ok(futures::stream::empty().boxed()),
             Some(id) => lay::commit_key(id.saturating_add(1)),
@@ -2002,12 +1966,12 @@ impl CommitLog for SledCommitLog {
     }
 
     async fn last_committed_sequence_number(&self) -> Result<i64> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(lock(&self.inner.counters).hwm)
     }
 
     async fn first_committed_sequence_number(&self) -> Result<Option<i64>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let first = tree
             .range(vec![lay::COMMIT]..lay::prefix_end(lay::COMMIT))
             .keys()
@@ -2018,7 +1982,7 @@ impl CommitLog for SledCommitLog {
     }
 
     async fn get_latest_commit_entry(&self, key: &str) -> Result<Option<CommitEntry>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let Some(id) = tree
             .get(prefixed(lay::COMMIT_BY_KEY, key.as_bytes()))
             .map_err(|e| backend("get_latest_commit_entry", e))?
@@ -2045,12 +2009,12 @@ impl CommitLog for SledCommitLog {
     }
 
     async fn entries_count(&self) -> Result<u64> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(lock(&self.inner.counters).commit_count)
     }
 
     async fn size_bytes(&self) -> Result<u64> {
-        self.inner.db()?.size_on_disk()
+        self.inner.handle.db()?.size_on_disk()
     }
 }
 

@@ -32,6 +32,7 @@ use super::hooks::RemoveHooks;
 use super::keystore::change_stream;
 use super::layout::{self as lay, instant_from, prefix_end, prefixed, read_u64, timed};
 use super::staging::Staging;
+use super::store_core::{lock, StoreHandle};
 use super::writer::{self, GroupProcessor, WriteQueue};
 use crate::error::{PersistenceError, Result};
 use crate::key::{self, KeyPattern};
@@ -72,11 +73,6 @@ pub(crate) struct NotificationSettings {
     pub durability: Durability,
     pub clock: Arc<dyn Clock>,
     pub change_buffer: usize,
-}
-
-struct Handle {
-    db: Arc<SledDb>,
-    tree: sled::Tree,
 }
 
 #[derive(Debug)]
@@ -149,7 +145,7 @@ impl OpResult {
 /// Shared state of one notification keystore.
 pub(crate) struct NkInner {
     settings: NotificationSettings,
-    handle: RwLock<Option<Handle>>,
+    pub(crate) handle: StoreHandle,
     queue: WriteQueue<Queued>,
     pub(crate) count: Mutex<u64>,
     events: RwLock<Option<broadcast::Sender<KeyStoreChange>>>,
@@ -163,10 +159,6 @@ impl std::fmt::Debug for NkInner {
             .field("change_buffer", &self.settings.change_buffer)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn corrupt(key: impl Into<String>, reason: impl Into<String>) -> PersistenceError {
@@ -215,7 +207,7 @@ impl NkInner {
         let (stored, _) = broadcast::channel(buffer);
         Ok(Arc::new(NkInner {
             settings,
-            handle: RwLock::new(Some(Handle { db, tree })),
+            handle: StoreHandle::new(STORE, db, tree),
             queue: WriteQueue::default(),
             count: Mutex::new(count),
             events: RwLock::new(Some(events)),
@@ -227,14 +219,7 @@ impl NkInner {
     /// Releases the database; later calls return `StoreClosed` and the change and
     /// notification streams end.
     pub(crate) fn close(&self) {
-        let handle = self
-            .handle
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(h) = handle {
-            let _ = h.db.flush(Durability::Durable);
-        }
+        self.handle.close();
         self.events
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -243,24 +228,6 @@ impl NkInner {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-    }
-
-    pub(crate) fn tree(&self) -> Result<sled::Tree> {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|h| h.tree.clone())
-            .ok_or(PersistenceError::StoreClosed { store: STORE })
-    }
-
-    fn db(&self) -> Result<Arc<SledDb>> {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|h| Arc::clone(&h.db))
-            .ok_or(PersistenceError::StoreClosed { store: STORE })
     }
 
     fn now(&self) -> Timestamp {
@@ -611,7 +578,7 @@ impl GroupProcessor for NkInner {
     }
 
     fn process_group(&self, ops: Vec<Queued>) {
-        let (db, tree) = match (self.db(), self.tree()) {
+        let (db, tree) = match (self.handle.db(), self.handle.tree()) {
             (Ok(db), Ok(tree)) => (db, tree),
             _ => {
                 for q in ops {
@@ -639,7 +606,7 @@ impl GroupProcessor for NkInner {
 }
 
 async fn run(inner: &Arc<NkInner>, op: Op) -> Result<Outcome> {
-    inner.tree()?;
+    inner.handle.ensure_open()?;
     let (tx, rx) = oneshot::channel();
     writer::submit(inner, Queued { op, tx });
     rx.await.map_err(|_| PersistenceError::Backend {
@@ -744,7 +711,7 @@ fn regex_of(pattern: Option<&str>) -> Result<Option<regex::Regex>> {
 #[async_trait]
 impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     async fn get(&self, key: &str) -> Result<AtNotification> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         match tree
             .get(prefixed(RECORD, key.as_bytes()))
             .map_err(|e| backend("get notification", e))?
@@ -781,7 +748,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     /// nothing). Returns `None`.
     async fn remove(&self, key: &str, options: RemoveOptions) -> Result<Option<i64>> {
         key::validate_notification_id(key)?;
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         let args = RemoveHookArgs {
             key: key.to_string(),
             skip_commit: options.skip_commit,
@@ -799,7 +766,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         tree.contains_key(prefixed(RECORD, key.as_bytes()))
             .map_err(|e| backend("exists", e))
     }
@@ -807,7 +774,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     /// Every id (none or an empty pattern) or those containing a match of `regex`, as
     /// stored, in byte order. No expiry filtering.
     async fn get_keys(&self, regex: Option<&str>) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let re = regex_of(regex)?;
         let iter = tree.range(vec![RECORD]..prefix_end(RECORD)).keys();
         Ok(futures::stream::iter(iter.filter_map(move |item| {
@@ -828,13 +795,13 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     }
 
     async fn get_expired_keys(&self) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let iter = NkInner::expired_ids(&tree, self.inner.now());
         Ok(futures::stream::iter(iter).boxed())
     }
 
     async fn delete_expired_keys(&self) -> Result<bool> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let now = self.inner.now();
         let ids: Vec<String> = NkInner::expired_ids(&tree, now).collect::<Result<_>>()?;
         if ids.is_empty() {
@@ -882,7 +849,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<BTreeMap<String, AtNotification>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let mut out = BTreeMap::new();
         for &id in keys {
             if out.contains_key(id) {
@@ -902,7 +869,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     /// removed. Every id is validated first: one invalid id fails the call and nothing is
     /// removed. `skip_commit` is passed to the hooks only.
     async fn remove_many(&self, keys: &[&str], skip_commit: bool) -> Result<u64> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         for id in keys {
             key::validate_notification_id(id)?;
         }
@@ -951,7 +918,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     /// The smallest effective expiry, or `None` when the store is empty (the epoch while a
     /// status-expired or date-less notification is stored).
     async fn next_expires_at(&self) -> Result<Option<Timestamp>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let first = tree
             .range(vec![EXPIRY]..prefix_end(EXPIRY))
             .keys()
@@ -966,7 +933,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
         as_of: Option<Timestamp>,
         limit: Option<usize>,
     ) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let as_of = as_of.unwrap_or_else(|| self.inner.now());
         let iter = NkInner::expired_ids(&tree, as_of).take(limit.unwrap_or(usize::MAX));
         Ok(futures::stream::iter(iter).boxed())
@@ -977,7 +944,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     }
 
     async fn snapshot(&self) -> Result<Box<dyn KeyStoreSnapshot<AtNotification>>> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(Box::new(NotificationSnapshot {
             store: self.clone(),
             released: AtomicBool::new(false),
@@ -985,7 +952,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     }
 
     async fn begin_transaction(&self) -> Result<Arc<dyn KeyStoreTxn<AtNotification>>> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(Arc::new(NotificationTxn {
             store: self.clone(),
             state: Mutex::new(TxnBuffer::default()),
@@ -996,9 +963,9 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     /// `ttl_keys` counts notifications with a ttl, `ttb_keys` is 0, and the oldest and
     /// newest instants are the `notification_date_time`s.
     async fn stats(&self) -> Result<KeyStoreStats> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let mut stats = KeyStoreStats {
-            size_bytes: self.inner.db()?.size_on_disk()?,
+            size_bytes: self.inner.handle.db()?.size_on_disk()?,
             ..Default::default()
         };
         for item in tree.range(vec![RECORD]..prefix_end(RECORD)) {
@@ -1040,7 +1007,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
 #[async_trait]
 impl NotificationKeystore for SledNotificationKeystore {
     async fn iterate(&self) -> Result<ResultStream<AtNotification>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let iter = tree.range(vec![RECORD]..prefix_end(RECORD));
         Ok(futures::stream::iter(iter.map(|item| {
             let (k, v) = item.map_err(|e| backend("iterate notifications", e))?;
@@ -1051,12 +1018,12 @@ impl NotificationKeystore for SledNotificationKeystore {
     }
 
     async fn entries_count(&self) -> Result<u64> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(*lock(&self.inner.count))
     }
 
     async fn size_bytes(&self) -> Result<u64> {
-        self.inner.db()?.size_on_disk()
+        self.inner.handle.db()?.size_on_disk()
     }
 
     fn subscribe_notifications(&self) -> NotificationStream {
@@ -1094,7 +1061,7 @@ struct ChunkedCompaction {
 #[async_trait]
 impl Compactable for SledNotificationKeystore {
     async fn compact(&self, dry_run: bool) -> Result<ResultStream<CompactedItem>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let as_of = self.inner.now();
         if dry_run {
             let iter =
@@ -1190,7 +1157,7 @@ impl KeyStoreSnapshot<AtNotification> for NotificationSnapshot {
         if self.released.load(Ordering::SeqCst) {
             return Err(PersistenceError::SnapshotReleased);
         }
-        let tree = self.store.inner.tree()?;
+        let tree = self.store.inner.handle.tree()?;
         let pattern = pattern.clone();
         let iter = tree.range(vec![RECORD]..prefix_end(RECORD)).keys();
         Ok(futures::stream::iter(iter.filter_map(move |k| {

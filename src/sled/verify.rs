@@ -86,18 +86,18 @@ impl Target {
     pub(crate) fn verify(&self, report: &mut VerifyReport) -> Result<()> {
         match self {
             Target::Keystore(inner) => {
-                let tree = inner.tree()?;
+                let tree = inner.handle.tree()?;
                 let writer = hold(&inner.counters);
                 let live_hwm = writer.hwm();
                 contained(report, KEYSTORE, |r| check_keystore(&tree, live_hwm, r));
             }
             Target::AccessLog(inner) => {
-                let tree = inner.tree()?;
+                let tree = inner.handle.tree()?;
                 let _writer = hold(&inner.counters);
                 contained(report, ACCESS_LOG, |r| check_access_log(&tree, r));
             }
             Target::Notifications(inner) => {
-                let tree = inner.tree()?;
+                let tree = inner.handle.tree()?;
                 let _writer = hold(&inner.count);
                 contained(report, NOTIFICATIONS, |r| check_notifications(&tree, r));
             }
