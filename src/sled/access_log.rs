@@ -31,8 +31,8 @@ use super::db::{backend, unflushed_error, Durability, SledDb};
 use super::factory::SledStore;
 use super::layout::{self as lay, instant_bytes, prefix_end, read_u64};
 use super::staging::Staging;
-use super::store_core::{lock, StoreHandle};
-use super::writer::{self, GroupProcessor, WriteQueue};
+use super::store_core::{self, lock, run, GroupStore, StoreHandle};
+use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::model::{codec, AccessLogEntry, Clock, Timestamp};
 use crate::store::{AccessLog, Compactable, CompactedItem, ResultStream};
@@ -40,7 +40,6 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 
 pub(crate) const STORE: &str = "access log";
 /// The tree holding the access log.
@@ -85,7 +84,7 @@ pub(crate) struct Counters {
 }
 
 #[derive(Debug)]
-enum Op {
+pub(crate) enum Op {
     Append(AccessLogEntry),
     /// Removes up to `limit` of the oldest entries, none with an id above `boundary`.
     CompactChunk {
@@ -95,24 +94,14 @@ enum Op {
     Clear,
 }
 
-impl Op {
-    /// Whether the op needs the tree to be current (it scans), so it runs in its own batch.
-    fn exclusive(&self) -> bool {
-        !matches!(self, Op::Append(_))
-    }
-}
-
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     Id(u64),
     Ids(Vec<u64>),
     Unit,
 }
 
-pub(crate) struct Queued {
-    op: Op,
-    tx: oneshot::Sender<Result<Outcome>>,
-}
+type Queued = store_core::Queued<Op, Outcome>;
 
 /// Shared state of one access log.
 pub(crate) struct AlInner {
@@ -417,6 +406,25 @@ impl AlInner {
         };
         Ok(())
     }
+}
+
+impl GroupStore for AlInner {
+    type Op = Op;
+    type Answer = Outcome;
+    const WRITE_GROUP: &'static str = "access log write group";
+
+    fn handle(&self) -> &StoreHandle {
+        &self.handle
+    }
+
+    fn write_queue(&self) -> &WriteQueue<Queued> {
+        &self.queue
+    }
+
+    /// Compaction chunks and clears scan the tree, so they run alone.
+    fn exclusive(op: &Op) -> bool {
+        !matches!(op, Op::Append(_))
+    }
 
     /// Applies a run of appends as one batch.
     fn process_run(&self, db: &SledDb, tree: &sled::Tree, run: Vec<Queued>) {
@@ -499,51 +507,6 @@ impl AlInner {
         let r = r.and_then(|o| db.flush(self.settings.durability).map(|_| o));
         let _ = q.tx.send(r);
     }
-}
-
-impl GroupProcessor for AlInner {
-    type Op = Queued;
-
-    fn queue(&self) -> &WriteQueue<Queued> {
-        &self.queue
-    }
-
-    fn process_group(&self, ops: Vec<Queued>) {
-        let (db, tree) = match (self.handle.db(), self.handle.tree()) {
-            (Ok(db), Ok(tree)) => (db, tree),
-            _ => {
-                for q in ops {
-                    let _ =
-                        q.tx.send(Err(PersistenceError::StoreClosed { store: STORE }));
-                }
-                return;
-            }
-        };
-        let mut run = Vec::new();
-        for q in ops {
-            if q.op.exclusive() {
-                if !run.is_empty() {
-                    self.process_run(&db, &tree, std::mem::take(&mut run));
-                }
-                self.process_exclusive(&db, &tree, q);
-            } else {
-                run.push(q);
-            }
-        }
-        if !run.is_empty() {
-            self.process_run(&db, &tree, run);
-        }
-    }
-}
-
-async fn run(inner: &Arc<AlInner>, op: Op) -> Result<Outcome> {
-    inner.handle.ensure_open()?;
-    let (tx, rx) = oneshot::channel();
-    writer::submit(inner, Queued { op, tx });
-    rx.await.map_err(|_| PersistenceError::Backend {
-        context: "access log write group".into(),
-        source: "the writer stopped before answering".into(),
-    })?
 }
 
 impl AlInner {

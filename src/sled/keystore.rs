@@ -10,8 +10,8 @@ use super::db::{backend, unflushed_error, Durability, SledDb};
 use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
 use super::staging::Staging;
-use super::store_core::{lock, StoreHandle};
-use super::writer::{self, GroupProcessor, WriteQueue};
+use super::store_core::{self, lock, run, GroupStore, StoreHandle};
+use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::key;
 use crate::key::KeyPattern;
@@ -82,10 +82,9 @@ enum WriteMode {
     PutMeta,
 }
 
-/// One queued keystore operation.
 /// The arguments of a keystore write.
 #[derive(Debug)]
-struct WriteArgs {
+pub(crate) struct WriteArgs {
     key: String,
     value: Option<AtData>,
     meta: Option<AtMetaData>,
@@ -93,7 +92,8 @@ struct WriteArgs {
     options: WriteOptions,
 }
 
-enum KsOp {
+/// One keystore operation.
+pub(crate) enum KsOp {
     Write(Box<WriteArgs>),
     Remove {
         key: String,
@@ -140,7 +140,7 @@ enum KsOp {
 
 /// What an operation returns.
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     Id(Option<i64>),
     Count(u64),
     Keys(Vec<String>),
@@ -148,10 +148,7 @@ enum Outcome {
     Unit,
 }
 
-pub(crate) struct Queued {
-    op: KsOp,
-    tx: oneshot::Sender<Result<Outcome>>,
-}
+type Queued = store_core::Queued<KsOp, Outcome>;
 
 /// Shared state of one keystore (and its commit log).
 pub(crate) struct KsInner {
@@ -896,10 +893,33 @@ impl KsInner {
         batch.insert(lay::COMMIT_COUNT, &0u64.to_be_bytes()[..]);
         tree.apply_batch(batch).map_err(|e| backend("clear", e))
     }
+}
+
+fn unreachable_clear() -> Outcome {
+    // `Clear` is exclusive: `process_exclusive` applies it, `apply_op` never sees it.
+    Outcome::Unit
+}
+
+impl GroupStore for KsInner {
+    type Op = KsOp;
+    type Answer = Outcome;
+    const WRITE_GROUP: &'static str = "write group";
+
+    fn handle(&self) -> &StoreHandle {
+        &self.handle
+    }
+
+    fn write_queue(&self) -> &WriteQueue<Queued> {
+        &self.queue
+    }
+
+    /// `Clear` scans the tree, so it runs alone.
+    fn exclusive(op: &KsOp) -> bool {
+        matches!(op, KsOp::Clear)
+    }
 
     /// Applies one run of operations (no `Clear` among them) as one batch.
-    fn process_run(&self, handle: (&Arc<SledDb>, &sled::Tree), run: Vec<Queued>) {
-        let (db, tree) = handle;
+    fn process_run(&self, db: &SledDb, tree: &sled::Tree, run: Vec<Queued>) {
         let mut counters = lock(&self.counters);
         let before = *counters;
         let mut staging = Staging::new(tree);
@@ -956,50 +976,15 @@ impl KsInner {
             let _ = tx.send(answer);
         }
     }
-}
 
-fn unreachable_clear() -> Outcome {
-    // `Clear` is handled by `process_group` before `apply_op` is reached.
-    Outcome::Unit
-}
-
-impl GroupProcessor for KsInner {
-    type Op = Queued;
-
-    fn queue(&self) -> &WriteQueue<Queued> {
-        &self.queue
-    }
-
-    fn process_group(&self, ops: Vec<Queued>) {
-        let (db, tree) = match (self.handle.db(), self.handle.tree()) {
-            (Ok(db), Ok(tree)) => (db, tree),
-            _ => {
-                for q in ops {
-                    let _ =
-                        q.tx.send(Err(PersistenceError::StoreClosed { store: STORE }));
-                }
-                return;
-            }
-        };
-        let mut run = Vec::new();
-        for q in ops {
-            if matches!(q.op, KsOp::Clear) {
-                if !run.is_empty() {
-                    self.process_run((&db, &tree), std::mem::take(&mut run));
-                }
-                let mut counters = lock(&self.counters);
-                let r = self
-                    .clear_tree(&db, &tree, &mut counters)
-                    .and_then(|_| db.flush(self.settings.durability));
-                drop(counters);
-                let _ = q.tx.send(r.map(|_| Outcome::Unit));
-            } else {
-                run.push(q);
-            }
-        }
-        if !run.is_empty() {
-            self.process_run((&db, &tree), run);
-        }
+    /// Applies a `Clear`, the only exclusive operation.
+    fn process_exclusive(&self, db: &SledDb, tree: &sled::Tree, q: Queued) {
+        let mut counters = lock(&self.counters);
+        let r = self
+            .clear_tree(db, tree, &mut counters)
+            .and_then(|_| db.flush(self.settings.durability));
+        drop(counters);
+        let _ = q.tx.send(r.map(|_| Outcome::Unit));
     }
 }
 
@@ -1038,17 +1023,6 @@ impl SledKeyStore {
     pub fn records_decoded_at_open(&self) -> u64 {
         self.inner.decoded_at_open()
     }
-}
-
-async fn run(inner: &Arc<KsInner>, op: KsOp) -> Result<Outcome> {
-    // Fail fast on a closed store without queueing.
-    inner.handle.ensure_open()?;
-    let (tx, rx) = oneshot::channel();
-    writer::submit(inner, Queued { op, tx });
-    rx.await.map_err(|_| PersistenceError::Backend {
-        context: "write group".into(),
-        source: "the writer stopped before answering".into(),
-    })?
 }
 
 fn expect_id(o: Outcome) -> Option<i64> {

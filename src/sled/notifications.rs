@@ -32,8 +32,8 @@ use super::hooks::RemoveHooks;
 use super::keystore::change_stream;
 use super::layout::{self as lay, instant_from, prefix_end, prefixed, read_u64, timed};
 use super::staging::Staging;
-use super::store_core::{lock, StoreHandle};
-use super::writer::{self, GroupProcessor, WriteQueue};
+use super::store_core::{self, lock, run, GroupStore, StoreHandle};
+use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::key::{self, KeyPattern};
 use crate::model::{codec, AtNotification, Clock, NotificationType, Timestamp};
@@ -47,7 +47,7 @@ use futures::StreamExt;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 
 pub(crate) const STORE: &str = "notification keystore";
 /// The tree holding the notifications.
@@ -76,7 +76,7 @@ pub(crate) struct NotificationSettings {
 }
 
 #[derive(Debug)]
-enum Op {
+pub(crate) enum Op {
     Put {
         id: String,
         notification: Box<AtNotification>,
@@ -104,15 +104,8 @@ enum Op {
     Clear,
 }
 
-impl Op {
-    /// Whether the op scans the tree, so it runs in its own batch.
-    fn exclusive(&self) -> bool {
-        matches!(self, Op::CompactChunk { .. } | Op::Clear)
-    }
-}
-
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     Unit,
     Count(u64),
     Ids(Vec<String>),
@@ -120,10 +113,7 @@ enum Outcome {
     Chunk(Vec<String>, bool),
 }
 
-pub(crate) struct Queued {
-    op: Op,
-    tx: oneshot::Sender<Result<Outcome>>,
-}
+type Queued = store_core::Queued<Op, Outcome>;
 
 /// The effects of one operation, published once its group is applied.
 struct OpResult {
@@ -388,66 +378,6 @@ impl NkInner {
         }
     }
 
-    /// Applies a run of non-exclusive operations as one batch.
-    fn process_run(&self, db: &SledDb, tree: &sled::Tree, run: Vec<Queued>) {
-        let mut count = lock(&self.count);
-        let before = *count;
-        let mut staging = Staging::new(tree);
-        let mut results = Vec::with_capacity(run.len());
-        for q in run {
-            let snapshot = *count;
-            match self.apply_op(&mut staging, &mut count, q.op) {
-                Ok(r) => {
-                    staging.commit_op();
-                    results.push((q.tx, Ok(r)));
-                }
-                Err(e) => {
-                    staging.rollback_op();
-                    *count = snapshot;
-                    results.push((q.tx, Err(e)));
-                }
-            }
-        }
-        if *count != before {
-            staging.insert(ENTRY_COUNT.to_vec(), count.to_be_bytes().to_vec());
-            staging.commit_op();
-        }
-        let wrote = !staging.is_empty();
-        if wrote {
-            if let Err(e) = staging.apply() {
-                // Nothing was written: report the failure to every operation of the group.
-                *count = before;
-                let msg = e.to_string();
-                for (tx, _) in results {
-                    let _ = tx.send(Err(PersistenceError::Backend {
-                        context: "applying a notification write group".into(),
-                        source: msg.clone().into(),
-                    }));
-                }
-                return;
-            }
-        }
-        // The group is in the tree: the count stays, whatever the flush says.
-        drop(count);
-        let flushed = if wrote {
-            db.flush(self.settings.durability)
-        } else {
-            Ok(())
-        };
-        let flush_error = flushed.err().map(|e| e.to_string());
-        for (tx, r) in results {
-            let answer = r.and_then(|mut r| {
-                // Readers already see the change, so subscribers hear of it too.
-                self.publish(&mut r);
-                match &flush_error {
-                    None => Ok(r.outcome),
-                    Some(msg) => Err(unflushed_error(msg)),
-                }
-            });
-            let _ = tx.send(answer);
-        }
-    }
-
     /// Removes up to `limit` notifications whose effective expiry is `<= as_of`, as one
     /// atomic batch. Runs alone (the tree is current).
     fn compact_chunk(
@@ -528,6 +458,100 @@ impl NkInner {
         Ok(())
     }
 
+    async fn run_hooks(&self, pre: bool, args: &RemoveHookArgs) -> Result<()> {
+        self.hooks.run(pre, args).await
+    }
+
+    /// Ids with effective expiry `<= as_of`, ascending by effective expiry.
+    fn expired_ids(tree: &sled::Tree, as_of: Timestamp) -> impl Iterator<Item = Result<String>> {
+        let end = lay::timed_bound(EXPIRY, as_of.plus_millis(1));
+        tree.range(vec![EXPIRY]..end).keys().map(|item| {
+            let k = item.map_err(|e| backend("expiry index", e))?;
+            let (_, id) =
+                lay::split_timed(&k).ok_or_else(|| corrupt(lay::render(&k), "short index key"))?;
+            id_of(id, &k)
+        })
+    }
+}
+
+impl GroupStore for NkInner {
+    type Op = Op;
+    type Answer = Outcome;
+    const WRITE_GROUP: &'static str = "notification write group";
+
+    fn handle(&self) -> &StoreHandle {
+        &self.handle
+    }
+
+    fn write_queue(&self) -> &WriteQueue<Queued> {
+        &self.queue
+    }
+
+    /// Compaction chunks and clears scan the tree, so they run alone.
+    fn exclusive(op: &Op) -> bool {
+        matches!(op, Op::CompactChunk { .. } | Op::Clear)
+    }
+
+    /// Applies a run of non-exclusive operations as one batch.
+    fn process_run(&self, db: &SledDb, tree: &sled::Tree, run: Vec<Queued>) {
+        let mut count = lock(&self.count);
+        let before = *count;
+        let mut staging = Staging::new(tree);
+        let mut results = Vec::with_capacity(run.len());
+        for q in run {
+            let snapshot = *count;
+            match self.apply_op(&mut staging, &mut count, q.op) {
+                Ok(r) => {
+                    staging.commit_op();
+                    results.push((q.tx, Ok(r)));
+                }
+                Err(e) => {
+                    staging.rollback_op();
+                    *count = snapshot;
+                    results.push((q.tx, Err(e)));
+                }
+            }
+        }
+        if *count != before {
+            staging.insert(ENTRY_COUNT.to_vec(), count.to_be_bytes().to_vec());
+            staging.commit_op();
+        }
+        let wrote = !staging.is_empty();
+        if wrote {
+            if let Err(e) = staging.apply() {
+                // Nothing was written: report the failure to every operation of the group.
+                *count = before;
+                let msg = e.to_string();
+                for (tx, _) in results {
+                    let _ = tx.send(Err(PersistenceError::Backend {
+                        context: "applying a notification write group".into(),
+                        source: msg.clone().into(),
+                    }));
+                }
+                return;
+            }
+        }
+        // The group is in the tree: the count stays, whatever the flush says.
+        drop(count);
+        let flushed = if wrote {
+            db.flush(self.settings.durability)
+        } else {
+            Ok(())
+        };
+        let flush_error = flushed.err().map(|e| e.to_string());
+        for (tx, r) in results {
+            let answer = r.and_then(|mut r| {
+                // Readers already see the change, so subscribers hear of it too.
+                self.publish(&mut r);
+                match &flush_error {
+                    None => Ok(r.outcome),
+                    Some(msg) => Err(unflushed_error(msg)),
+                }
+            });
+            let _ = tx.send(answer);
+        }
+    }
+
     fn process_exclusive(&self, db: &SledDb, tree: &sled::Tree, q: Queued) {
         let mut count = lock(&self.count);
         let r = match q.op {
@@ -553,66 +577,6 @@ impl NkInner {
         }
         let _ = q.tx.send(r);
     }
-
-    async fn run_hooks(&self, pre: bool, args: &RemoveHookArgs) -> Result<()> {
-        self.hooks.run(pre, args).await
-    }
-
-    /// Ids with effective expiry `<= as_of`, ascending by effective expiry.
-    fn expired_ids(tree: &sled::Tree, as_of: Timestamp) -> impl Iterator<Item = Result<String>> {
-        let end = lay::timed_bound(EXPIRY, as_of.plus_millis(1));
-        tree.range(vec![EXPIRY]..end).keys().map(|item| {
-            let k = item.map_err(|e| backend("expiry index", e))?;
-            let (_, id) =
-                lay::split_timed(&k).ok_or_else(|| corrupt(lay::render(&k), "short index key"))?;
-            id_of(id, &k)
-        })
-    }
-}
-
-impl GroupProcessor for NkInner {
-    type Op = Queued;
-
-    fn queue(&self) -> &WriteQueue<Queued> {
-        &self.queue
-    }
-
-    fn process_group(&self, ops: Vec<Queued>) {
-        let (db, tree) = match (self.handle.db(), self.handle.tree()) {
-            (Ok(db), Ok(tree)) => (db, tree),
-            _ => {
-                for q in ops {
-                    let _ =
-                        q.tx.send(Err(PersistenceError::StoreClosed { store: STORE }));
-                }
-                return;
-            }
-        };
-        let mut run = Vec::new();
-        for q in ops {
-            if q.op.exclusive() {
-                if !run.is_empty() {
-                    self.process_run(&db, &tree, std::mem::take(&mut run));
-                }
-                self.process_exclusive(&db, &tree, q);
-            } else {
-                run.push(q);
-            }
-        }
-        if !run.is_empty() {
-            self.process_run(&db, &tree, run);
-        }
-    }
-}
-
-async fn run(inner: &Arc<NkInner>, op: Op) -> Result<Outcome> {
-    inner.handle.ensure_open()?;
-    let (tx, rx) = oneshot::channel();
-    writer::submit(inner, Queued { op, tx });
-    rx.await.map_err(|_| PersistenceError::Backend {
-        context: "notification write group".into(),
-        source: "the writer stopped before answering".into(),
-    })?
 }
 
 impl NkInner {
