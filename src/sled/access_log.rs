@@ -27,11 +27,11 @@
 //! of the `p` range is the pkam entry with the latest request time, ties going to the
 //! highest id (the last inserted).
 
-use super::db::{backend, unflushed_error, Durability, SledDb};
+use super::db::{backend, Durability, SledDb};
 use super::factory::SledStore;
 use super::layout::{self as lay, instant_bytes, prefix_end, read_u64};
 use super::staging::Staging;
-use super::store_core::{self, lock, run, GroupStore, StoreHandle};
+use super::store_core::{self, lock, run, GroupStore, StoreHandle, WriteGroup};
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::model::{codec, AccessLogEntry, Clock, Timestamp};
@@ -428,65 +428,16 @@ impl GroupStore for AlInner {
 
     /// Applies a run of appends as one batch.
     fn process_run(&self, db: &SledDb, tree: &sled::Tree, run: Vec<Queued>) {
-        let mut counters = lock(&self.counters);
-        let before = *counters;
-        let mut staging = Staging::new(tree);
-        let mut results = Vec::with_capacity(run.len());
-        for q in run {
-            let snapshot = *counters;
-            let r = match &q.op {
-                Op::Append(entry) => Self::append(&mut staging, &mut counters, entry),
-                // Exclusive ops never reach a run.
-                _ => Err(PersistenceError::invalid_argument(
-                    "op",
-                    "not a batched access-log operation",
-                )),
-            };
-            match r {
-                Ok(id) => {
-                    staging.commit_op();
-                    results.push((q.tx, Ok(Outcome::Id(id))));
-                }
-                Err(e) => {
-                    staging.rollback_op();
-                    *counters = snapshot;
-                    results.push((q.tx, Err(e)));
-                }
-            }
-        }
-        let after = *counters;
-        Self::stage_counters(&mut staging, &before, &after);
-        let wrote = !staging.is_empty();
-        if wrote {
-            if let Err(e) = staging.apply() {
-                // Nothing was written: report the failure to every operation of the group.
-                *counters = before;
-                let msg = e.to_string();
-                for (tx, _) in results {
-                    let _ = tx.send(Err(PersistenceError::Backend {
-                        context: "adding to access log".into(),
-                        source: msg.clone().into(),
-                    }));
-                }
-                return;
-            }
-        }
-        // The group is in the tree: the counters stay, whatever the flush says, so no id
-        // is handed out twice.
-        drop(counters);
-        let flushed = if wrote {
-            db.flush(self.settings.durability)
-        } else {
-            Ok(())
-        };
-        let flush_error = flushed.err().map(|e| e.to_string());
-        for (tx, r) in results {
-            let answer = match (&flush_error, r) {
-                (Some(msg), Ok(_)) => Err(unflushed_error(msg)),
-                (_, r) => r,
-            };
-            let _ = tx.send(answer);
-        }
+        let mut group = WriteGroup::stage(tree, &self.counters, run, |s, c, op| match op {
+            Op::Append(entry) => Self::append(s, c, &entry).map(Outcome::Id),
+            // Exclusive ops never reach a run.
+            _ => Err(PersistenceError::invalid_argument(
+                "op",
+                "not a batched access-log operation",
+            )),
+        });
+        group.stage_counters(|s, before, after| Self::stage_counters(s, before, after));
+        group.finish(db, self.settings.durability, "adding to access log", |o| o);
     }
 
     fn process_exclusive(&self, db: &SledDb, tree: &sled::Tree, q: Queued) {

@@ -6,11 +6,11 @@
 //! atomic sled batch by the group-commit writer ([`super::writer`]); reads go straight to
 //! the tree.
 
-use super::db::{backend, unflushed_error, Durability, SledDb};
+use super::db::{backend, Durability, SledDb};
 use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
 use super::staging::Staging;
-use super::store_core::{self, lock, run, GroupStore, StoreHandle};
+use super::store_core::{self, lock, run, GroupStore, StoreHandle, WriteGroup};
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::key;
@@ -30,7 +30,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 
 pub(crate) const STORE: &str = "keystore";
 pub(crate) const COMMIT_STORE: &str = "commit log";
@@ -920,61 +920,20 @@ impl GroupStore for KsInner {
 
     /// Applies one run of operations (no `Clear` among them) as one batch.
     fn process_run(&self, db: &SledDb, tree: &sled::Tree, run: Vec<Queued>) {
-        let mut counters = lock(&self.counters);
-        let before = *counters;
-        let mut staging = Staging::new(tree);
-        let mut results: Vec<(oneshot::Sender<Result<Outcome>>, Result<OpResult>)> =
-            Vec::with_capacity(run.len());
-        for q in run {
-            let snapshot = *counters;
-            match self.apply_op(&mut staging, &mut counters, q.op) {
-                Ok(r) => {
-                    staging.commit_op();
-                    results.push((q.tx, Ok(r)));
-                }
-                Err(e) => {
-                    staging.rollback_op();
-                    *counters = snapshot;
-                    results.push((q.tx, Err(e)));
-                }
-            }
-        }
-        Self::stage_counters(&mut staging, &before, &mut counters);
-        let wrote = !staging.is_empty();
-        if wrote {
-            if let Err(e) = staging.apply() {
-                // Nothing was written: report the failure to every operation of the group.
-                *counters = before;
-                let msg = e.to_string();
-                for (tx, _) in results {
-                    let _ = tx.send(Err(PersistenceError::Backend {
-                        context: "applying a write group".into(),
-                        source: msg.clone().into(),
-                    }));
-                }
-                return;
-            }
-        }
-        // The group is in the tree: the counters stay as they are now, whatever the flush
-        // says, so no commit id is handed out twice.
-        drop(counters);
-        let flushed = if wrote {
-            db.flush(self.settings.durability)
-        } else {
-            Ok(())
-        };
-        let flush_error = flushed.err().map(|e| e.to_string());
-        for (tx, r) in results {
-            let answer = r.and_then(|r| {
+        let mut group = WriteGroup::stage(tree, &self.counters, run, |s, c, op| {
+            self.apply_op(s, c, op)
+        });
+        group.stage_counters(Self::stage_counters);
+        group.finish(
+            db,
+            self.settings.durability,
+            "applying a write group",
+            |r| {
                 // Readers already see the change, so subscribers hear of it too.
                 self.emit(r.events);
-                match &flush_error {
-                    None => Ok(r.outcome),
-                    Some(msg) => Err(unflushed_error(msg)),
-                }
-            });
-            let _ = tx.send(answer);
-        }
+                r.outcome
+            },
+        );
     }
 
     /// Applies a `Clear`, the only exclusive operation.

@@ -26,13 +26,13 @@
 //! effective expiry is `<= now`. It is computed once, when the notification is written,
 //! and filed in the index (a stored notification is never rewritten by a read).
 
-use super::db::{backend, unflushed_error, Durability, SledDb};
+use super::db::{backend, Durability, SledDb};
 use super::factory::SledStore;
 use super::hooks::RemoveHooks;
 use super::keystore::change_stream;
 use super::layout::{self as lay, instant_from, prefix_end, prefixed, read_u64, timed};
 use super::staging::Staging;
-use super::store_core::{self, lock, run, GroupStore, StoreHandle};
+use super::store_core::{self, lock, run, GroupStore, StoreHandle, WriteGroup};
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::key::{self, KeyPattern};
@@ -494,62 +494,21 @@ impl GroupStore for NkInner {
 
     /// Applies a run of non-exclusive operations as one batch.
     fn process_run(&self, db: &SledDb, tree: &sled::Tree, run: Vec<Queued>) {
-        let mut count = lock(&self.count);
-        let before = *count;
-        let mut staging = Staging::new(tree);
-        let mut results = Vec::with_capacity(run.len());
-        for q in run {
-            let snapshot = *count;
-            match self.apply_op(&mut staging, &mut count, q.op) {
-                Ok(r) => {
-                    staging.commit_op();
-                    results.push((q.tx, Ok(r)));
-                }
-                Err(e) => {
-                    staging.rollback_op();
-                    *count = snapshot;
-                    results.push((q.tx, Err(e)));
-                }
+        let mut group = WriteGroup::stage(tree, &self.count, run, |s, count, op| {
+            self.apply_op(s, count, op)
+        });
+        group.stage_counters(|s, before, count| {
+            if *count != *before {
+                s.insert(ENTRY_COUNT.to_vec(), count.to_be_bytes().to_vec());
+                s.commit_op();
             }
-        }
-        if *count != before {
-            staging.insert(ENTRY_COUNT.to_vec(), count.to_be_bytes().to_vec());
-            staging.commit_op();
-        }
-        let wrote = !staging.is_empty();
-        if wrote {
-            if let Err(e) = staging.apply() {
-                // Nothing was written: report the failure to every operation of the group.
-                *count = before;
-                let msg = e.to_string();
-                for (tx, _) in results {
-                    let _ = tx.send(Err(PersistenceError::Backend {
-                        context: "applying a notification write group".into(),
-                        source: msg.clone().into(),
-                    }));
-                }
-                return;
-            }
-        }
-        // The group is in the tree: the count stays, whatever the flush says.
-        drop(count);
-        let flushed = if wrote {
-            db.flush(self.settings.durability)
-        } else {
-            Ok(())
-        };
-        let flush_error = flushed.err().map(|e| e.to_string());
-        for (tx, r) in results {
-            let answer = r.and_then(|mut r| {
-                // Readers already see the change, so subscribers hear of it too.
-                self.publish(&mut r);
-                match &flush_error {
-                    None => Ok(r.outcome),
-                    Some(msg) => Err(unflushed_error(msg)),
-                }
-            });
-            let _ = tx.send(answer);
-        }
+        });
+        let context = "applying a notification write group";
+        group.finish(db, self.settings.durability, context, |mut r| {
+            // Readers already see the change, so subscribers hear of it too.
+            self.publish(&mut r);
+            r.outcome
+        });
     }
 
     fn process_exclusive(&self, db: &SledDb, tree: &sled::Tree, q: Queued) {

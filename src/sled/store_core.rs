@@ -5,7 +5,8 @@
 //! What differs between the stores (their operations, layouts, counters and events) stays
 //! in each store's module; this module holds only what is the same logic in all of them.
 
-use super::db::{Durability, SledDb};
+use super::db::{unflushed_error, Durability, SledDb};
+use super::staging::Staging;
 use super::writer::{self, GroupProcessor, WriteQueue};
 use crate::error::{PersistenceError, Result};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -149,4 +150,106 @@ pub(crate) async fn run<S: GroupStore>(store: &Arc<S>, op: S::Op) -> Result<S::A
         context: S::WRITE_GROUP.into(),
         source: "the writer stopped before answering".into(),
     })?
+}
+
+/// A run of operations staged for one atomic batch: the staging, the store's counters
+/// (locked from the first operation until the batch is applied), their value before the
+/// run, and each operation's answer channel with the effects it staged (`R`) or its error.
+pub(crate) struct WriteGroup<'a, C: Copy, A, R> {
+    staging: Staging<'a>,
+    counters: MutexGuard<'a, C>,
+    before: C,
+    results: Vec<(oneshot::Sender<Result<A>>, Result<R>)>,
+}
+
+impl<'a, C: Copy, A, R> WriteGroup<'a, C, A, R> {
+    /// Stages every operation of `run` over `tree` with `apply`, each in its own layer: an
+    /// operation that fails leaves neither writes nor counter changes behind, so it never
+    /// half-applies nor disturbs the others of its group.
+    pub(crate) fn stage<Op>(
+        tree: &'a sled::Tree,
+        counters: &'a Mutex<C>,
+        run: Vec<Queued<Op, A>>,
+        mut apply: impl FnMut(&mut Staging<'a>, &mut C, Op) -> Result<R>,
+    ) -> Self {
+        let mut counters = lock(counters);
+        let before = *counters;
+        let mut staging = Staging::new(tree);
+        let mut results = Vec::with_capacity(run.len());
+        for q in run {
+            let snapshot = *counters;
+            match apply(&mut staging, &mut counters, q.op) {
+                Ok(r) => {
+                    staging.commit_op();
+                    results.push((q.tx, Ok(r)));
+                }
+                Err(e) => {
+                    staging.rollback_op();
+                    *counters = snapshot;
+                    results.push((q.tx, Err(e)));
+                }
+            }
+        }
+        WriteGroup {
+            staging,
+            counters,
+            before,
+            results,
+        }
+    }
+
+    /// Lets `stage` add the persisted counters to the batch, given the counters before the
+    /// run and now (which it may update, as the keystore's high-water mark bookkeeping
+    /// does).
+    pub(crate) fn stage_counters(&mut self, stage: impl FnOnce(&mut Staging<'a>, &C, &mut C)) {
+        stage(&mut self.staging, &self.before, &mut self.counters);
+    }
+
+    /// Applies the staged batch and answers every operation.
+    ///
+    /// If the batch fails, nothing was written: the counters go back to their value before
+    /// the run and every operation is answered with a `Backend` error under `context`.
+    /// Otherwise the counters stay, whatever the flush says, so no id is handed out twice;
+    /// the counters' lock is released and the database flushed at `durability` (when
+    /// anything was written). Each successful operation's effects then become its answer
+    /// through `answer` (which may publish them: readers already see the change), or, when
+    /// the flush failed, [`unflushed_error`].
+    pub(crate) fn finish(
+        self,
+        db: &SledDb,
+        durability: Durability,
+        context: &str,
+        mut answer: impl FnMut(R) -> A,
+    ) {
+        let WriteGroup {
+            staging,
+            mut counters,
+            before,
+            results,
+        } = self;
+        let wrote = !staging.is_empty();
+        if wrote {
+            if let Err(e) = staging.apply() {
+                *counters = before;
+                let msg = e.to_string();
+                for (tx, _) in results {
+                    let _ = tx.send(Err(PersistenceError::Backend {
+                        context: context.into(),
+                        source: msg.clone().into(),
+                    }));
+                }
+                return;
+            }
+        }
+        drop(counters);
+        let flushed = if wrote { db.flush(durability) } else { Ok(()) };
+        let flush_error = flushed.err().map(|e| e.to_string());
+        for (tx, r) in results {
+            let reply = r.map(&mut answer).and_then(|a| match &flush_error {
+                None => Ok(a),
+                Some(msg) => Err(unflushed_error(msg)),
+            });
+            let _ = tx.send(reply);
+        }
+    }
 }
