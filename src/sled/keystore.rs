@@ -1010,10 +1010,6 @@ fn regex_of(pattern: Option<&str>) -> Result<Option<regex::Regex>> {
 }
 
 impl KsInner {
-    async fn run_hooks(&self, pre: bool, args: &RemoveHookArgs) -> Result<()> {
-        self.hooks.run(pre, args).await
-    }
-
     /// Keys that are expired or not yet available at `now`, from the two indexes.
     fn unavailable(&self, tree: &sled::Tree, now: Timestamp) -> Result<HashSet<Vec<u8>>> {
         let mut out = HashSet::new();
@@ -1107,12 +1103,8 @@ impl KeyValueStore<AtData> for SledKeyStore {
             key: key.clone(),
             skip_commit: options.skip_commit,
         };
-        self.inner.run_hooks(true, &args).await?;
-        let id = run(&self.inner, KsOp::Remove { key, options })
-            .await
-            .map(expect_id)?;
-        self.inner.run_hooks(false, &args).await?;
-        Ok(id)
+        let remove = run(&self.inner, KsOp::Remove { key, options });
+        self.inner.hooks.around(&args, remove).await.map(expect_id)
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
@@ -1157,48 +1149,16 @@ impl KeyValueStore<AtData> for SledKeyStore {
         let tree = self.inner.handle.tree()?;
         let now = self.inner.now();
         let keys = self.inner.expired_keys(&tree, now)?;
-        if keys.is_empty() {
-            return Ok(true);
-        }
-        let mut first_error = None;
-        let mut cleared = Vec::with_capacity(keys.len());
-        for key in keys {
-            let args = RemoveHookArgs {
-                key: key.clone(),
-                skip_commit: true,
-            };
-            match self.inner.run_hooks(true, &args).await {
-                Ok(()) => cleared.push(key),
-                Err(e) => {
-                    first_error.get_or_insert(e);
+        let inner = &self.inner;
+        inner
+            .hooks
+            .sweep(keys, |keys| async move {
+                match run(inner, KsOp::ExpireRemove { keys, as_of: now }).await? {
+                    Outcome::Keys(k) => Ok(k),
+                    _ => Ok(Vec::new()),
                 }
-            }
-        }
-        let removed = match run(
-            &self.inner,
-            KsOp::ExpireRemove {
-                keys: cleared,
-                as_of: now,
-            },
-        )
-        .await?
-        {
-            Outcome::Keys(k) => k,
-            _ => Vec::new(),
-        };
-        for key in removed {
-            let args = RemoveHookArgs {
-                key,
-                skip_commit: true,
-            };
-            if let Err(e) = self.inner.run_hooks(false, &args).await {
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(true),
-        }
+            })
+            .await
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<BTreeMap<String, AtData>> {
@@ -1230,43 +1190,20 @@ impl KeyValueStore<AtData> for SledKeyStore {
             }
         }
         // Hooks run for the keys present now; the writer re-checks presence.
-        let mut present = Vec::with_capacity(canon.len());
-        for c in canon {
-            if tree
-                .contains_key(prefixed(lay::RECORD, c.as_bytes()))
-                .map_err(|e| backend("remove_many", e))?
-            {
-                let args = RemoveHookArgs {
-                    key: c.clone(),
-                    skip_commit,
-                };
-                self.inner.run_hooks(true, &args).await?;
-                present.push(c);
-            }
-        }
-        if present.is_empty() {
-            return Ok(0);
-        }
-        let removed = match run(
-            &self.inner,
-            KsOp::RemoveMany {
-                keys: present.clone(),
-                skip_commit,
-            },
-        )
-        .await?
-        {
-            Outcome::Count(n) => n,
-            _ => 0,
+        let present = |c: &str| {
+            tree.contains_key(prefixed(lay::RECORD, c.as_bytes()))
+                .map_err(|e| backend("remove_many", e))
         };
-        for c in present {
-            let args = RemoveHookArgs {
-                key: c,
-                skip_commit,
-            };
-            self.inner.run_hooks(false, &args).await?;
-        }
-        Ok(removed)
+        let inner = &self.inner;
+        inner
+            .hooks
+            .around_many(canon, skip_commit, present, |keys| async move {
+                match run(inner, KsOp::RemoveMany { keys, skip_commit }).await? {
+                    Outcome::Count(n) => Ok(n),
+                    _ => Ok(0),
+                }
+            })
+            .await
     }
 
     async fn next_expires_at(&self) -> Result<Option<Timestamp>> {

@@ -458,10 +458,6 @@ impl NkInner {
         Ok(())
     }
 
-    async fn run_hooks(&self, pre: bool, args: &RemoveHookArgs) -> Result<()> {
-        self.hooks.run(pre, args).await
-    }
-
     /// Ids with effective expiry `<= as_of`, ascending by effective expiry.
     fn expired_ids(tree: &sled::Tree, as_of: Timestamp) -> impl Iterator<Item = Result<String>> {
         let end = lay::timed_bound(EXPIRY, as_of.plus_millis(1));
@@ -676,15 +672,9 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
             key: key.to_string(),
             skip_commit: options.skip_commit,
         };
-        self.inner.run_hooks(true, &args).await?;
-        run(
-            &self.inner,
-            Op::Remove {
-                id: key.to_string(),
-            },
-        )
-        .await?;
-        self.inner.run_hooks(false, &args).await?;
+        let id = key.to_string();
+        let remove = run(&self.inner, Op::Remove { id });
+        self.inner.hooks.around(&args, remove).await?;
         Ok(None)
     }
 
@@ -727,48 +717,16 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
         let tree = self.inner.handle.tree()?;
         let now = self.inner.now();
         let ids: Vec<String> = NkInner::expired_ids(&tree, now).collect::<Result<_>>()?;
-        if ids.is_empty() {
-            return Ok(true);
-        }
-        let mut first_error = None;
-        let mut cleared = Vec::with_capacity(ids.len());
-        for id in ids {
-            let args = RemoveHookArgs {
-                key: id.clone(),
-                skip_commit: true,
-            };
-            match self.inner.run_hooks(true, &args).await {
-                Ok(()) => cleared.push(id),
-                Err(e) => {
-                    first_error.get_or_insert(e);
+        let inner = &self.inner;
+        inner
+            .hooks
+            .sweep(ids, |ids| async move {
+                match run(inner, Op::ExpireRemove { ids, as_of: now }).await? {
+                    Outcome::Ids(ids) => Ok(ids),
+                    _ => Ok(Vec::new()),
                 }
-            }
-        }
-        let removed = match run(
-            &self.inner,
-            Op::ExpireRemove {
-                ids: cleared,
-                as_of: now,
-            },
-        )
-        .await?
-        {
-            Outcome::Ids(ids) => ids,
-            _ => Vec::new(),
-        };
-        for id in removed {
-            let args = RemoveHookArgs {
-                key: id,
-                skip_commit: true,
-            };
-            if let Err(e) = self.inner.run_hooks(false, &args).await {
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(true),
-        }
+            })
+            .await
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<BTreeMap<String, AtNotification>> {
@@ -797,45 +755,21 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
             key::validate_notification_id(id)?;
         }
         let mut seen = HashSet::new();
-        let mut present = Vec::new();
-        for &id in keys {
-            if !seen.insert(id) {
-                continue;
-            }
-            if tree
-                .contains_key(prefixed(RECORD, id.as_bytes()))
-                .map_err(|e| backend("remove_many", e))?
-            {
-                let args = RemoveHookArgs {
-                    key: id.to_string(),
-                    skip_commit,
-                };
-                self.inner.run_hooks(true, &args).await?;
-                present.push(id.to_string());
-            }
-        }
-        if present.is_empty() {
-            return Ok(0);
-        }
-        let removed = match run(
-            &self.inner,
-            Op::RemoveMany {
-                ids: present.clone(),
-            },
-        )
-        .await?
-        {
-            Outcome::Count(n) => n,
-            _ => 0,
+        let distinct: Vec<&str> = keys.iter().copied().filter(|&id| seen.insert(id)).collect();
+        let present = |id: &str| {
+            tree.contains_key(prefixed(RECORD, id.as_bytes()))
+                .map_err(|e| backend("remove_many", e))
         };
-        for id in present {
-            let args = RemoveHookArgs {
-                key: id,
-                skip_commit,
-            };
-            self.inner.run_hooks(false, &args).await?;
-        }
-        Ok(removed)
+        let inner = &self.inner;
+        inner
+            .hooks
+            .around_many(distinct, skip_commit, present, |ids| async move {
+                match run(inner, Op::RemoveMany { ids }).await? {
+                    Outcome::Count(n) => Ok(n),
+                    _ => Ok(0),
+                }
+            })
+            .await
     }
 
     /// The smallest effective expiry, or `None` when the store is empty (the epoch while a
