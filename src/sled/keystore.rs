@@ -10,7 +10,7 @@ use super::db::{backend, Durability, SledDb};
 use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
 use super::staging::Staging;
-use super::store_core::{self, lock, run, GroupStore, StoreHandle, WriteGroup};
+use super::store_core::{self, lock, run, Broadcast, GroupStore, StoreHandle, WriteGroup};
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::key;
@@ -29,8 +29,7 @@ use sled::IVec;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::broadcast;
+use std::sync::{Arc, Mutex};
 
 pub(crate) const STORE: &str = "keystore";
 pub(crate) const COMMIT_STORE: &str = "commit log";
@@ -156,7 +155,7 @@ pub(crate) struct KsInner {
     pub(crate) handle: StoreHandle,
     queue: WriteQueue<Queued>,
     pub(crate) counters: Mutex<Counters>,
-    events: RwLock<Option<broadcast::Sender<KeyStoreChange>>>,
+    events: Broadcast<KeyStoreChange>,
     hooks: RemoveHooks,
     /// Records decoded while opening (a test-support probe: must stay a small constant).
     #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
@@ -237,7 +236,7 @@ impl KsInner {
         let hwm = stored_hwm.max(newest.unwrap_or(-1));
         let commit_count = read_counter_i64(&tree, lay::COMMIT_COUNT, 0)? as u64;
         let key_count = read_counter_i64(&tree, lay::KEY_COUNT, 0)? as u64;
-        let (tx, _) = broadcast::channel(settings.change_buffer.max(1));
+        let events = Broadcast::new(settings.change_buffer);
         Ok(Arc::new(KsInner {
             settings,
             handle: StoreHandle::new(STORE, db, tree),
@@ -249,7 +248,7 @@ impl KsInner {
                 stored_hwm,
                 hwm_entry_live: newest == Some(hwm),
             }),
-            events: RwLock::new(Some(tx)),
+            events,
             hooks: RemoveHooks::default(),
             decoded_at_open: AtomicU64::new(0),
         }))
@@ -259,10 +258,7 @@ impl KsInner {
     /// streams end.
     pub(crate) fn close(&self) {
         self.handle.close();
-        self.events
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.events.close();
     }
 
     /// The stored record bytes under the canonical key `canonical`: one sled read, with
@@ -290,23 +286,6 @@ impl KsInner {
     #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
     pub(crate) fn decoded_at_open(&self) -> u64 {
         self.decoded_at_open.load(Ordering::Relaxed)
-    }
-
-    fn emit(&self, events: Vec<KeyStoreChange>) {
-        if events.is_empty() {
-            return;
-        }
-        if let Some(tx) = self
-            .events
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            for e in events {
-                // No subscriber is not an error.
-                let _ = tx.send(e);
-            }
-        }
     }
 
     // ----- staged primitives (writer only) -----
@@ -930,7 +909,7 @@ impl GroupStore for KsInner {
             "applying a write group",
             |r| {
                 // Readers already see the change, so subscribers hear of it too.
-                self.emit(r.events);
+                self.events.send_all(r.events);
                 r.outcome
             },
         );
@@ -1289,14 +1268,9 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     fn changes(&self) -> ChangeStream {
-        let rx = self
-            .inner
+        self.inner
             .events
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|tx| tx.subscribe());
-        change_stream(rx)
+            .stream(|missed| KeyStoreChange::Lagged { missed })
     }
 
     fn add_pre_remove_hook(&self, hook: RemoveHook) {
@@ -1305,23 +1279,6 @@ impl KeyValueStore<AtData> for SledKeyStore {
 
     fn add_post_remove_hook(&self, hook: RemoveHook) {
         self.inner.hooks.add(false, hook);
-    }
-}
-
-/// Turns a broadcast receiver into a change stream with the lag rule.
-pub(crate) fn change_stream(rx: Option<broadcast::Receiver<KeyStoreChange>>) -> ChangeStream {
-    match rx {
-        None => futures::stream::empty().boxed(),
-        Some(rx) => futures::stream::unfold(rx, |mut rx| async move {
-            match rx.recv().await {
-                Ok(ev) => Some((ev, rx)),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    Some((KeyStoreChange::Lagged { missed }, rx))
-                }
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        })
-        .boxed(),
     }
 }
 

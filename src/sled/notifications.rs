@@ -29,10 +29,9 @@
 use super::db::{backend, Durability, SledDb};
 use super::factory::SledStore;
 use super::hooks::RemoveHooks;
-use super::keystore::change_stream;
 use super::layout::{self as lay, instant_from, prefix_end, prefixed, read_u64, timed};
 use super::staging::Staging;
-use super::store_core::{self, lock, run, GroupStore, StoreHandle, WriteGroup};
+use super::store_core::{self, lock, run, Broadcast, GroupStore, StoreHandle, WriteGroup};
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::key::{self, KeyPattern};
@@ -46,8 +45,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::broadcast;
+use std::sync::{Arc, Mutex};
 
 pub(crate) const STORE: &str = "notification keystore";
 /// The tree holding the notifications.
@@ -138,8 +136,8 @@ pub(crate) struct NkInner {
     pub(crate) handle: StoreHandle,
     queue: WriteQueue<Queued>,
     pub(crate) count: Mutex<u64>,
-    events: RwLock<Option<broadcast::Sender<KeyStoreChange>>>,
-    stored: RwLock<Option<broadcast::Sender<NotificationEvent>>>,
+    events: Broadcast<KeyStoreChange>,
+    stored: Broadcast<NotificationEvent>,
     hooks: RemoveHooks,
 }
 
@@ -192,16 +190,15 @@ impl NkInner {
                 .ok_or_else(|| corrupt(lay::render(ENTRY_COUNT), "counter is not 8 bytes"))?,
             None => 0,
         };
-        let buffer = settings.change_buffer.max(1);
-        let (events, _) = broadcast::channel(buffer);
-        let (stored, _) = broadcast::channel(buffer);
+        let events = Broadcast::new(settings.change_buffer);
+        let stored = Broadcast::new(settings.change_buffer);
         Ok(Arc::new(NkInner {
             settings,
             handle: StoreHandle::new(STORE, db, tree),
             queue: WriteQueue::default(),
             count: Mutex::new(count),
-            events: RwLock::new(Some(events)),
-            stored: RwLock::new(Some(stored)),
+            events,
+            stored,
             hooks: RemoveHooks::default(),
         }))
     }
@@ -210,55 +207,21 @@ impl NkInner {
     /// notification streams end.
     pub(crate) fn close(&self) {
         self.handle.close();
-        self.events
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        self.stored
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.events.close();
+        self.stored.close();
     }
 
     fn now(&self) -> Timestamp {
         self.settings.clock.now()
     }
 
-    fn publish(&self, r: &mut OpResult) {
-        if !r.events.is_empty() {
-            if let Some(tx) = self
-                .events
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-            {
-                for e in r.events.drain(..) {
-                    // No subscriber is not an error.
-                    let _ = tx.send(e);
-                }
-            }
-        }
-        if !r.stored.is_empty() {
-            if let Some(tx) = self
-                .stored
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-            {
-                for n in r.stored.drain(..) {
-                    let _ = tx.send(NotificationEvent::Stored(Box::new(n)));
-                }
-            }
-        }
-    }
-
-    /// Whether anyone listens for stored notifications (saves a clone per put otherwise).
-    fn has_notification_subscribers(&self) -> bool {
+    /// Publishes the effects of an applied operation; returns its outcome.
+    fn publish(&self, r: OpResult) -> Outcome {
+        self.events.send_all(r.events);
+        let stored = r.stored.into_iter();
         self.stored
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|tx| tx.receiver_count() > 0)
+            .send_all(stored.map(|n| NotificationEvent::Stored(Box::new(n))));
+        r.outcome
     }
 
     // ----- staged primitives (writer only) -----
@@ -311,7 +274,8 @@ impl NkInner {
             notification.notification_type,
             Some(NotificationType::Received) | Some(NotificationType::SelfNotification)
         );
-        if notify && self.has_notification_subscribers() {
+        // Only when anyone listens: saves a clone per put otherwise.
+        if notify && self.stored.has_subscribers() {
             r.stored.push(*notification);
         }
         Ok(())
@@ -500,11 +464,8 @@ impl GroupStore for NkInner {
             }
         });
         let context = "applying a notification write group";
-        group.finish(db, self.settings.durability, context, |mut r| {
-            // Readers already see the change, so subscribers hear of it too.
-            self.publish(&mut r);
-            r.outcome
-        });
+        // Readers already see the change, so subscribers hear of it too.
+        group.finish(db, self.settings.durability, context, |r| self.publish(r));
     }
 
     fn process_exclusive(&self, db: &SledDb, tree: &sled::Tree, q: Queued) {
@@ -523,12 +484,9 @@ impl GroupStore for NkInner {
         let r = r.and_then(|o| db.flush(self.settings.durability).map(|_| o));
         // Compaction removals are reported like removes.
         if let Ok(Outcome::Chunk(ids, _)) = &r {
-            let mut res = OpResult::new(Outcome::Unit);
-            res.events = ids
-                .iter()
-                .map(|id| KeyStoreChange::KeyRemoved { key: id.clone() })
-                .collect();
-            self.publish(&mut res);
+            let removed = ids.iter();
+            self.events
+                .send_all(removed.map(|id| KeyStoreChange::KeyRemoved { key: id.clone() }));
         }
         let _ = q.tx.send(r);
     }
@@ -842,14 +800,9 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     }
 
     fn changes(&self) -> ChangeStream {
-        let rx = self
-            .inner
+        self.inner
             .events
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|tx| tx.subscribe());
-        change_stream(rx)
+            .stream(|missed| KeyStoreChange::Lagged { missed })
     }
 
     fn add_pre_remove_hook(&self, hook: RemoveHook) {
@@ -884,26 +837,9 @@ impl NotificationKeystore for SledNotificationKeystore {
     }
 
     fn subscribe_notifications(&self) -> NotificationStream {
-        let rx = self
-            .inner
+        self.inner
             .stored
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|tx| tx.subscribe());
-        match rx {
-            None => futures::stream::empty().boxed(),
-            Some(rx) => futures::stream::unfold(rx, |mut rx| async move {
-                match rx.recv().await {
-                    Ok(ev) => Some((ev, rx)),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        Some((NotificationEvent::Lagged { missed }, rx))
-                    }
-                    Err(broadcast::error::RecvError::Closed) => None,
-                }
-            })
-            .boxed(),
-        }
+            .stream(|missed| NotificationEvent::Lagged { missed })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The plumbing the three sled stores (keystore with commit log, access log, notification
-//! keystore) share, written once: the handle on a store's database and tree, and the way
-//! an operation reaches the group writer ([`super::writer`]) and is answered.
+//! keystore) share, written once: the handle on a store's database and tree, the way an
+//! operation reaches the group writer ([`super::writer`]) and is answered, and the
+//! broadcast of a store's events to its subscribers.
 //!
 //! What differs between the stores (their operations, layouts, counters and events) stays
 //! in each store's module; this module holds only what is the same logic in all of them.
@@ -9,8 +10,9 @@ use super::db::{unflushed_error, Durability, SledDb};
 use super::staging::Staging;
 use super::writer::{self, GroupProcessor, WriteQueue};
 use crate::error::{PersistenceError, Result};
+use futures::stream::{BoxStream, StreamExt};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 
 /// Locks `m`, taking the value over from a holder that panicked (the stores keep their
 /// counters consistent at every step, so a poisoned lock holds a usable value).
@@ -251,5 +253,77 @@ impl<'a, C: Copy, A, R> WriteGroup<'a, C, A, R> {
             });
             let _ = tx.send(reply);
         }
+    }
+}
+
+/// A store's broadcast of events to its subscribers, until the store is closed.
+pub(crate) struct Broadcast<T> {
+    tx: RwLock<Option<broadcast::Sender<T>>>,
+}
+
+impl<T: Clone + Send + 'static> Broadcast<T> {
+    /// A broadcast that keeps up to `capacity` (at least 1) events for a slow subscriber.
+    pub(crate) fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        Broadcast {
+            tx: RwLock::new(Some(tx)),
+        }
+    }
+
+    /// Sends each of `events` (nothing once closed); no subscriber is not an error.
+    pub(crate) fn send_all<I>(&self, events: I)
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let events = events.into_iter();
+        if events.len() == 0 {
+            return;
+        }
+        if let Some(tx) = self.tx.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            for e in events {
+                let _ = tx.send(e);
+            }
+        }
+    }
+
+    /// Whether anyone listens.
+    pub(crate) fn has_subscribers(&self) -> bool {
+        self.tx
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    /// The events sent from now on. A subscriber that falls more than the capacity behind
+    /// gets `lagged(missed)` in place of the events it missed, and goes on. The stream ends
+    /// when the store is closed (at once if it is closed already).
+    pub(crate) fn stream(
+        &self,
+        lagged: impl Fn(u64) -> T + Copy + Send + 'static,
+    ) -> BoxStream<'static, T> {
+        let rx = self
+            .tx
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|tx| tx.subscribe());
+        match rx {
+            None => futures::stream::empty().boxed(),
+            Some(rx) => futures::stream::unfold(rx, move |mut rx| async move {
+                match rx.recv().await {
+                    Ok(ev) => Some((ev, rx)),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => Some((lagged(missed), rx)),
+                    Err(broadcast::error::RecvError::Closed) => None,
+                }
+            })
+            .boxed(),
+        }
+    }
+
+    /// Ends every stream; later events go nowhere.
+    pub(crate) fn close(&self) {
+        self.tx.write().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
