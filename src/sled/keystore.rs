@@ -10,7 +10,9 @@ use super::db::{backend, Durability, SledDb};
 use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
 use super::staging::Staging;
-use super::store_core::{self, lock, run, Broadcast, GroupStore, StoreHandle, WriteGroup};
+use super::store_core::{
+    self, found, lock, run, Broadcast, GroupStore, Released, StoreHandle, TxnBuffer, WriteGroup,
+};
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::key;
@@ -28,7 +30,7 @@ use futures::StreamExt;
 use sled::IVec;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub(crate) const STORE: &str = "keystore";
@@ -1225,7 +1227,7 @@ impl KeyValueStore<AtData> for SledKeyStore {
         self.inner.handle.ensure_open()?;
         Ok(Box::new(SledSnapshot {
             store: self.clone(),
-            released: AtomicBool::new(false),
+            released: Released::default(),
         }))
     }
 
@@ -1233,7 +1235,7 @@ impl KeyValueStore<AtData> for SledKeyStore {
         self.inner.handle.ensure_open()?;
         Ok(Arc::new(SledTxn {
             store: self.clone(),
-            state: Mutex::new(TxnState::default()),
+            state: Mutex::new(TxnBuffer::default()),
         }))
     }
 
@@ -1512,71 +1514,30 @@ fn index_then_rest(tree: &sled::Tree, prefix: u8) -> Result<KeyIter> {
 /// A live-reading snapshot (sled 0.34 has no read snapshot).
 struct SledSnapshot {
     store: SledKeyStore,
-    released: AtomicBool,
+    released: Released,
 }
 
 #[async_trait]
 impl KeyStoreSnapshot<AtData> for SledSnapshot {
     async fn get(&self, key: &str) -> Result<Option<AtData>> {
-        if self.released.load(Ordering::SeqCst) {
-            return Err(PersistenceError::SnapshotReleased);
-        }
-        match self.store.get(key).await {
-            Ok(d) => Ok(Some(d)),
-            Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.released.check()?;
+        found(self.store.get(key).await)
     }
 
     async fn scan_keys(&self, pattern: &KeyPattern) -> Result<ResultStream<String>> {
-        if self.released.load(Ordering::SeqCst) {
-            return Err(PersistenceError::SnapshotReleased);
-        }
+        self.released.check()?;
         self.store.scan_keys(pattern, ScanOptions::default()).await
     }
 
     async fn release(&self) {
-        self.released.store(true, Ordering::SeqCst);
+        self.released.release();
     }
-}
-
-#[derive(Default)]
-struct TxnState {
-    /// Buffered operations in the order of each key's last operation.
-    ops: Vec<(String, Option<AtData>)>,
-    committed: bool,
-}
-
-impl TxnState {
-    fn buffer(&mut self, key: String, value: Option<AtData>) -> Result<()> {
-        if self.committed {
-            return Err(txn_used());
-        }
-        self.ops.retain(|(k, _)| *k != key);
-        self.ops.push((key, value));
-        Ok(())
-    }
-
-    fn lookup(&self, key: &str) -> Result<Option<Option<AtData>>> {
-        if self.committed {
-            return Err(txn_used());
-        }
-        Ok(self
-            .ops
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone()))
-    }
-}
-
-fn txn_used() -> PersistenceError {
-    PersistenceError::invalid_argument("transaction", "the transaction has already been committed")
 }
 
 /// A keystore transaction: a buffer applied as one atomic write group.
 struct SledTxn {
     store: SledKeyStore,
-    state: Mutex<TxnState>,
+    state: Mutex<TxnBuffer<AtData>>,
 }
 
 #[async_trait]
@@ -1593,18 +1554,14 @@ impl KeyStoreTxn<AtData> for SledTxn {
 
     async fn get(&self, key: &str) -> Result<Option<AtData>> {
         let canonical = key::canonical_key(key);
-        let buffered = lock(&self.state).lookup(&canonical)?;
+        let buffered = lock(&self.state).lookup(&canonical)?.cloned();
         match buffered {
             Some(Some(mut v)) => {
                 v.key = Some(canonical);
                 Ok(Some(v))
             }
             Some(None) => Ok(None),
-            None => match self.store.get(key).await {
-                Ok(d) => Ok(Some(d)),
-                Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            },
+            None => found(self.store.get(key).await),
         }
     }
 
@@ -1613,14 +1570,7 @@ impl KeyStoreTxn<AtData> for SledTxn {
     }
 
     async fn commit(&self) -> Result<()> {
-        let ops = {
-            let mut st = lock(&self.state);
-            if st.committed {
-                return Err(txn_used());
-            }
-            st.committed = true;
-            std::mem::take(&mut st.ops)
-        };
+        let ops = lock(&self.state).commit()?;
         if ops.is_empty() {
             return Ok(());
         }

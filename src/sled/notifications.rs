@@ -31,7 +31,9 @@ use super::factory::SledStore;
 use super::hooks::RemoveHooks;
 use super::layout::{self as lay, instant_from, prefix_end, prefixed, read_u64, timed};
 use super::staging::Staging;
-use super::store_core::{self, lock, run, Broadcast, GroupStore, StoreHandle, WriteGroup};
+use super::store_core::{
+    self, found, lock, run, Broadcast, GroupStore, Released, StoreHandle, TxnBuffer, WriteGroup,
+};
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::key::{self, KeyPattern};
@@ -44,7 +46,6 @@ use crate::store::{
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub(crate) const STORE: &str = "notification keystore";
@@ -762,7 +763,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
         self.inner.handle.ensure_open()?;
         Ok(Box::new(NotificationSnapshot {
             store: self.clone(),
-            released: AtomicBool::new(false),
+            released: Released::default(),
         }))
     }
 
@@ -896,6 +897,96 @@ impl Compactable for SledNotificationKeystore {
     }
 }
 
+/// A live-reading snapshot of the notification keystore.
+struct NotificationSnapshot {
+    store: SledNotificationKeystore,
+    released: Released,
+}
+
+#[async_trait]
+impl KeyStoreSnapshot<AtNotification> for NotificationSnapshot {
+    async fn get(&self, key: &str) -> Result<Option<AtNotification>> {
+        self.released.check()?;
+        found(self.store.get(key).await)
+    }
+
+    /// Ids are matched with [`KeyPattern::matches`]: the unrestricted pattern yields every
+    /// id, and an id that does not parse as an atKey (a UUID, say) matches no atKey field
+    /// (API-5.0 2.3, the 5.0 placement of `scanKeys`).
+    async fn scan_keys(&self, pattern: &KeyPattern) -> Result<ResultStream<String>> {
+        self.released.check()?;
+        let tree = self.store.inner.handle.tree()?;
+        let pattern = pattern.clone();
+        let iter = tree.range(vec![RECORD]..prefix_end(RECORD)).keys();
+        Ok(futures::stream::iter(iter.filter_map(move |k| {
+            let k = match k {
+                Ok(k) => k,
+                Err(e) => return Some(Err(backend("scan notification ids", e))),
+            };
+            match id_of(&k[1..], &k) {
+                Ok(id) if pattern.matches(&id) => Some(Ok(id)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            }
+        }))
+        .boxed())
+    }
+
+    async fn release(&self) {
+        self.released.release();
+    }
+}
+
+/// A notification transaction, applied as one atomic write group.
+struct NotificationTxn {
+    store: SledNotificationKeystore,
+    state: Mutex<TxnBuffer<Box<AtNotification>>>,
+}
+
+#[async_trait]
+impl KeyStoreTxn<AtNotification> for NotificationTxn {
+    async fn put(&self, key: &str, value: AtNotification) -> Result<()> {
+        key::validate_notification_id(key)?;
+        if value.id != key {
+            return Err(PersistenceError::invalid_argument(
+                "notification.id",
+                format!(
+                    "the notification's id {:?} differs from the id {key:?} it is written under",
+                    value.id
+                ),
+            ));
+        }
+        lock(&self.state).buffer(key.to_string(), Some(Box::new(value)))
+    }
+
+    async fn remove(&self, key: &str) -> Result<()> {
+        key::validate_notification_id(key)?;
+        lock(&self.state).buffer(key.to_string(), None)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<AtNotification>> {
+        let buffered = lock(&self.state)
+            .lookup(key)?
+            .map(|v| v.as_deref().cloned());
+        match buffered {
+            Some(v) => Ok(v),
+            None => found(self.store.get(key).await),
+        }
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.get(key).await?.is_some())
+    }
+
+    async fn commit(&self) -> Result<()> {
+        let ops = lock(&self.state).commit()?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        run(&self.store.inner, Op::Txn { ops }).await.map(|_| ())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -921,145 +1012,5 @@ mod tests {
             [&b"x"[..], &[0x80, 0, 0, 0, 0, 0, 0, 0], b"d"].concat()
         );
         assert_eq!(ENTRY_COUNT, b"mentry_count");
-    }
-}
-
-/// A live-reading snapshot of the notification keystore.
-struct NotificationSnapshot {
-    store: SledNotificationKeystore,
-    released: AtomicBool,
-}
-
-#[async_trait]
-impl KeyStoreSnapshot<AtNotification> for NotificationSnapshot {
-    async fn get(&self, key: &str) -> Result<Option<AtNotification>> {
-        if self.released.load(Ordering::SeqCst) {
-            return Err(PersistenceError::SnapshotReleased);
-        }
-        match self.store.get(key).await {
-            Ok(n) => Ok(Some(n)),
-            Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Ids are matched with [`KeyPattern::matches`]: the unrestricted pattern yields every
-    /// id, and an id that does not parse as an atKey (a UUID, say) matches no atKey field
-    /// (API-5.0 2.3, the 5.0 placement of `scanKeys`).
-    async fn scan_keys(&self, pattern: &KeyPattern) -> Result<ResultStream<String>> {
-        if self.released.load(Ordering::SeqCst) {
-            return Err(PersistenceError::SnapshotReleased);
-        }
-        let tree = self.store.inner.handle.tree()?;
-        let pattern = pattern.clone();
-        let iter = tree.range(vec![RECORD]..prefix_end(RECORD)).keys();
-        Ok(futures::stream::iter(iter.filter_map(move |k| {
-            let k = match k {
-                Ok(k) => k,
-                Err(e) => return Some(Err(backend("scan notification ids", e))),
-            };
-            match id_of(&k[1..], &k) {
-                Ok(id) if pattern.matches(&id) => Some(Ok(id)),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            }
-        }))
-        .boxed())
-    }
-
-    async fn release(&self) {
-        self.released.store(true, Ordering::SeqCst);
-    }
-}
-
-/// The buffer of a notification transaction: the latest op per id, in the order of each
-/// id's last op.
-#[derive(Default)]
-struct TxnBuffer {
-    ops: Vec<(String, Option<Box<AtNotification>>)>,
-    committed: bool,
-}
-
-fn txn_used() -> PersistenceError {
-    PersistenceError::invalid_argument("transaction", "the transaction has already been committed")
-}
-
-/// A notification transaction, applied as one atomic write group.
-struct NotificationTxn {
-    store: SledNotificationKeystore,
-    state: Mutex<TxnBuffer>,
-}
-
-impl NotificationTxn {
-    fn buffer(&self, id: &str, value: Option<Box<AtNotification>>) -> Result<()> {
-        let mut st = lock(&self.state);
-        if st.committed {
-            return Err(txn_used());
-        }
-        st.ops.retain(|(k, _)| k != id);
-        st.ops.push((id.to_string(), value));
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl KeyStoreTxn<AtNotification> for NotificationTxn {
-    async fn put(&self, key: &str, value: AtNotification) -> Result<()> {
-        key::validate_notification_id(key)?;
-        if value.id != key {
-            return Err(PersistenceError::invalid_argument(
-                "notification.id",
-                format!(
-                    "the notification's id {:?} differs from the id {key:?} it is written under",
-                    value.id
-                ),
-            ));
-        }
-        self.buffer(key, Some(Box::new(value)))
-    }
-
-    async fn remove(&self, key: &str) -> Result<()> {
-        key::validate_notification_id(key)?;
-        self.buffer(key, None)
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<AtNotification>> {
-        let buffered = {
-            let st = lock(&self.state);
-            if st.committed {
-                return Err(txn_used());
-            }
-            st.ops
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_deref().cloned())
-        };
-        match buffered {
-            Some(v) => Ok(v),
-            None => match self.store.get(key).await {
-                Ok(n) => Ok(Some(n)),
-                Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            },
-        }
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.get(key).await?.is_some())
-    }
-
-    async fn commit(&self) -> Result<()> {
-        let ops = {
-            let mut st = lock(&self.state);
-            if st.committed {
-                return Err(txn_used());
-            }
-            st.committed = true;
-            std::mem::take(&mut st.ops)
-        };
-        if ops.is_empty() {
-            return Ok(());
-        }
-        run(&self.store.inner, Op::Txn { ops }).await.map(|_| ())
     }
 }

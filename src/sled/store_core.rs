@@ -1,7 +1,8 @@
 //! The plumbing the three sled stores (keystore with commit log, access log, notification
 //! keystore) share, written once: the handle on a store's database and tree, the way an
-//! operation reaches the group writer ([`super::writer`]) and is answered, and the
-//! broadcast of a store's events to its subscribers.
+//! operation reaches the group writer ([`super::writer`]) and is answered, the
+//! broadcast of a store's events to its subscribers, and the parts of live-reading
+//! snapshots and buffered transactions that do not depend on the store.
 //!
 //! What differs between the stores (their operations, layouts, counters and events) stays
 //! in each store's module; this module holds only what is the same logic in all of them.
@@ -11,6 +12,7 @@ use super::staging::Staging;
 use super::writer::{self, GroupProcessor, WriteQueue};
 use crate::error::{PersistenceError, Result};
 use futures::stream::{BoxStream, StreamExt};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::{broadcast, oneshot};
 
@@ -325,5 +327,83 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
     /// Ends every stream; later events go nowhere.
     pub(crate) fn close(&self) {
         self.tx.write().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// A read of one key as an option: [`PersistenceError::KeyNotFound`] is `None`.
+pub(crate) fn found<T>(read: Result<T>) -> Result<Option<T>> {
+    match read {
+        Ok(v) => Ok(Some(v)),
+        Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a live-reading snapshot (sled 0.34 has no read snapshot) has been released.
+#[derive(Default)]
+pub(crate) struct Released(AtomicBool);
+
+impl Released {
+    /// [`PersistenceError::SnapshotReleased`] once released.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err(PersistenceError::SnapshotReleased);
+        }
+        Ok(())
+    }
+
+    /// Releases the snapshot.
+    pub(crate) fn release(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The buffer of a transaction: the latest write (`Some`) or removal (`None`) of each key,
+/// in the order of each key's last operation, until the transaction is committed (then
+/// every use is an error).
+pub(crate) struct TxnBuffer<V> {
+    ops: Vec<(String, Option<V>)>,
+    committed: bool,
+}
+
+impl<V> Default for TxnBuffer<V> {
+    fn default() -> Self {
+        TxnBuffer {
+            ops: Vec::new(),
+            committed: false,
+        }
+    }
+}
+
+fn txn_used() -> PersistenceError {
+    PersistenceError::invalid_argument("transaction", "the transaction has already been committed")
+}
+
+impl<V> TxnBuffer<V> {
+    /// Buffers `value` (`None`: a removal) as the latest operation on `key`.
+    pub(crate) fn buffer(&mut self, key: String, value: Option<V>) -> Result<()> {
+        if self.committed {
+            return Err(txn_used());
+        }
+        self.ops.retain(|(k, _)| *k != key);
+        self.ops.push((key, value));
+        Ok(())
+    }
+
+    /// The buffered operation on `key`, if any.
+    pub(crate) fn lookup(&self, key: &str) -> Result<Option<&Option<V>>> {
+        if self.committed {
+            return Err(txn_used());
+        }
+        Ok(self.ops.iter().find(|(k, _)| k == key).map(|(_, v)| v))
+    }
+
+    /// Marks the transaction committed and hands over its operations.
+    pub(crate) fn commit(&mut self) -> Result<Vec<(String, Option<V>)>> {
+        if self.committed {
+            return Err(txn_used());
+        }
+        self.committed = true;
+        Ok(std::mem::take(&mut self.ops))
     }
 }
