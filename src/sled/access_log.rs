@@ -31,7 +31,7 @@ use super::db::{backend, Durability, SledDb};
 use super::factory::SledStore;
 use super::layout::{self as lay, instant_bytes, prefix_end, read_u64};
 use super::staging::Staging;
-use super::store_core::{self, lock, run, GroupStore, StoreHandle, WriteGroup};
+use super::store_core::{self, lock, read_counter, run, GroupStore, StoreHandle, WriteGroup};
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::model::{codec, AccessLogEntry, Clock, Timestamp};
@@ -127,13 +127,6 @@ fn render_key(key: &[u8]) -> String {
             None => lay::render(key),
         },
         _ => lay::render(key),
-    }
-}
-
-fn read_counter(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
-    match tree.get(key).map_err(|e| backend("read counter", e))? {
-        Some(v) => read_u64(&v).ok_or_else(|| corrupt(key, "counter is not 8 bytes")),
-        None => Ok(0),
     }
 }
 
@@ -244,8 +237,8 @@ fn decode_entry(bytes: &[u8], key: &[u8]) -> Result<AccessLogEntry> {
 impl AlInner {
     pub(crate) fn open(db: Arc<SledDb>, settings: AccessLogSettings) -> Result<Arc<AlInner>> {
         let tree = db.tree(TREE)?;
-        let next_id = read_counter(&tree, NEXT_ID)?;
-        let count = read_counter(&tree, ENTRY_COUNT)?;
+        let next_id = read_counter(&tree, STORE, NEXT_ID)?.unwrap_or(0);
+        let count = read_counter(&tree, STORE, ENTRY_COUNT)?.unwrap_or(0);
         Ok(Arc::new(AlInner {
             settings,
             handle: StoreHandle::new(STORE, db, tree),

@@ -11,7 +11,8 @@ use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
 use super::staging::Staging;
 use super::store_core::{
-    self, found, lock, run, Broadcast, GroupStore, Released, StoreHandle, TxnBuffer, WriteGroup,
+    self, found, lock, read_counter, regex_of, run, Broadcast, GroupStore, Released, StoreHandle,
+    TxnBuffer, WriteGroup,
 };
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
@@ -173,17 +174,6 @@ impl std::fmt::Debug for KsInner {
     }
 }
 
-fn read_counter_i64(tree: &sled::Tree, key: &[u8], default: i64) -> Result<i64> {
-    match tree.get(key).map_err(|e| backend("read counter", e))? {
-        Some(v) => lay::read_i64(&v).ok_or_else(|| PersistenceError::CorruptRecord {
-            store: STORE,
-            key: lay::render(key),
-            reason: "counter is not 8 bytes".into(),
-        }),
-        None => Ok(default),
-    }
-}
-
 fn decode_record(bytes: &[u8], key: &str) -> Result<AtData> {
     match record_v1::decode(bytes) {
         Some(data) => Ok(data),
@@ -226,7 +216,7 @@ struct OpResult {
 impl KsInner {
     pub(crate) fn open(db: Arc<SledDb>, settings: KeyStoreSettings) -> Result<Arc<KsInner>> {
         let tree = db.tree(TREE)?;
-        let stored_hwm = read_counter_i64(&tree, lay::HWM, -1)?;
+        let stored_hwm = read_counter(&tree, STORE, lay::HWM)?.map_or(-1, |v| v as i64);
         // One seek: the newest entry's id (see `Counters`).
         let newest = tree
             .range(vec![lay::COMMIT]..lay::prefix_end(lay::COMMIT))
@@ -236,8 +226,8 @@ impl KsInner {
             .map_err(|e| backend("reading the newest commit id", e))?
             .and_then(|k| lay::commit_id_of(&k));
         let hwm = stored_hwm.max(newest.unwrap_or(-1));
-        let commit_count = read_counter_i64(&tree, lay::COMMIT_COUNT, 0)? as u64;
-        let key_count = read_counter_i64(&tree, lay::KEY_COUNT, 0)? as u64;
+        let commit_count = read_counter(&tree, STORE, lay::COMMIT_COUNT)?.unwrap_or(0);
+        let key_count = read_counter(&tree, STORE, lay::KEY_COUNT)?.unwrap_or(0);
         let events = Broadcast::new(settings.change_buffer);
         Ok(Arc::new(KsInner {
             settings,
@@ -976,18 +966,6 @@ fn validate_write_key(key: &str) -> Result<String> {
     let canonical = key::validate_key(key)?;
     key::check_key_length(key, &canonical)?;
     Ok(canonical)
-}
-
-fn regex_of(pattern: Option<&str>) -> Result<Option<regex::Regex>> {
-    match pattern {
-        None => Ok(None),
-        Some(p) => regex::Regex::new(p)
-            .map(Some)
-            .map_err(|e| PersistenceError::InvalidRegex {
-                pattern: p.to_string(),
-                reason: e.to_string(),
-            }),
-    }
 }
 
 impl KsInner {

@@ -29,10 +29,11 @@
 use super::db::{backend, Durability, SledDb};
 use super::factory::SledStore;
 use super::hooks::RemoveHooks;
-use super::layout::{self as lay, instant_from, prefix_end, prefixed, read_u64, timed};
+use super::layout::{self as lay, instant_from, prefix_end, prefixed, timed};
 use super::staging::Staging;
 use super::store_core::{
-    self, found, lock, run, Broadcast, GroupStore, Released, StoreHandle, TxnBuffer, WriteGroup,
+    self, found, lock, read_counter, regex_of, run, Broadcast, GroupStore, Released, StoreHandle,
+    TxnBuffer, WriteGroup,
 };
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
@@ -183,14 +184,7 @@ fn filed(s: &Staging<'_>, id: &str) -> Result<Option<Timestamp>> {
 impl NkInner {
     pub(crate) fn open(db: Arc<SledDb>, settings: NotificationSettings) -> Result<Arc<NkInner>> {
         let tree = db.tree(TREE)?;
-        let count = match tree
-            .get(ENTRY_COUNT)
-            .map_err(|e| backend("read counter", e))?
-        {
-            Some(v) => read_u64(&v)
-                .ok_or_else(|| corrupt(lay::render(ENTRY_COUNT), "counter is not 8 bytes"))?,
-            None => 0,
-        };
+        let count = read_counter(&tree, STORE, ENTRY_COUNT)?.unwrap_or(0);
         let events = Broadcast::new(settings.change_buffer);
         let stored = Broadcast::new(settings.change_buffer);
         Ok(Arc::new(NkInner {
@@ -571,18 +565,6 @@ impl SledNotificationKeystore {
         )
         .await
         .map(|_| None)
-    }
-}
-
-fn regex_of(pattern: Option<&str>) -> Result<Option<regex::Regex>> {
-    match pattern {
-        None | Some("") => Ok(None),
-        Some(p) => regex::Regex::new(p)
-            .map(Some)
-            .map_err(|e| PersistenceError::InvalidRegex {
-                pattern: p.to_string(),
-                reason: e.to_string(),
-            }),
     }
 }
 

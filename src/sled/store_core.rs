@@ -1,13 +1,15 @@
 //! The plumbing the three sled stores (keystore with commit log, access log, notification
 //! keystore) share, written once: the handle on a store's database and tree, the way an
 //! operation reaches the group writer ([`super::writer`]) and is answered, the
-//! broadcast of a store's events to its subscribers, and the parts of live-reading
-//! snapshots and buffered transactions that do not depend on the store.
+//! broadcast of a store's events to its subscribers, the parts of live-reading
+//! snapshots and buffered transactions that do not depend on the store, and two small
+//! readers (stored counters, key regexes).
 //!
 //! What differs between the stores (their operations, layouts, counters and events) stays
 //! in each store's module; this module holds only what is the same logic in all of them.
 
-use super::db::{unflushed_error, Durability, SledDb};
+use super::db::{backend, unflushed_error, Durability, SledDb};
+use super::layout as lay;
 use super::staging::Staging;
 use super::writer::{self, GroupProcessor, WriteQueue};
 use crate::error::{PersistenceError, Result};
@@ -20,6 +22,38 @@ use tokio::sync::{broadcast, oneshot};
 /// counters consistent at every step, so a poisoned lock holds a usable value).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The stored 8-byte big-endian counter under `key` of `store`'s `tree`, `None` when
+/// absent.
+pub(crate) fn read_counter(
+    tree: &sled::Tree,
+    store: &'static str,
+    key: &[u8],
+) -> Result<Option<u64>> {
+    match tree.get(key).map_err(|e| backend("read counter", e))? {
+        Some(v) => lay::read_u64(&v)
+            .map(Some)
+            .ok_or_else(|| PersistenceError::CorruptRecord {
+                store,
+                key: lay::render(key),
+                reason: "counter is not 8 bytes".into(),
+            }),
+        None => Ok(None),
+    }
+}
+
+/// The regex of a `get_keys` filter: none, or an empty pattern, matches every key.
+pub(crate) fn regex_of(pattern: Option<&str>) -> Result<Option<regex::Regex>> {
+    match pattern {
+        None | Some("") => Ok(None),
+        Some(p) => regex::Regex::new(p)
+            .map(Some)
+            .map_err(|e| PersistenceError::InvalidRegex {
+                pattern: p.to_string(),
+                reason: e.to_string(),
+            }),
+    }
 }
 
 /// An open store's database and tree.
