@@ -937,6 +937,28 @@ impl SledKeyStore {
         SledKeyStore { inner }
     }
 
+    /// Validates `key` and writes through the group writer; the new commit id, if any.
+    async fn write(
+        &self,
+        key: &str,
+        value: Option<AtData>,
+        meta: Option<AtMetaData>,
+        mode: WriteMode,
+        options: WriteOptions,
+    ) -> Result<Option<i64>> {
+        let key = validate_write_key(key)?;
+        let args = WriteArgs {
+            key,
+            value,
+            meta,
+            mode,
+            options,
+        };
+        run(&self.inner, KsOp::Write(Box::new(args)))
+            .await
+            .map(expect_id)
+    }
+
     /// This keystore's commit log as its concrete type, for the crate's own tests.
     #[cfg(feature = "test-support")]
     #[doc(hidden)]
@@ -1024,35 +1046,13 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn put(&self, key: &str, value: AtData, options: WriteOptions) -> Result<Option<i64>> {
-        let key = validate_write_key(key)?;
-        run(
-            &self.inner,
-            KsOp::Write(Box::new(WriteArgs {
-                key,
-                value: Some(value),
-                meta: None,
-                mode: WriteMode::Put,
-                options,
-            })),
-        )
-        .await
-        .map(expect_id)
+        self.write(key, Some(value), None, WriteMode::Put, options)
+            .await
     }
 
     async fn create(&self, key: &str, value: AtData, options: WriteOptions) -> Result<Option<i64>> {
-        let key = validate_write_key(key)?;
-        run(
-            &self.inner,
-            KsOp::Write(Box::new(WriteArgs {
-                key,
-                value: Some(value),
-                meta: None,
-                mode: WriteMode::Create,
-                options,
-            })),
-        )
-        .await
-        .map(expect_id)
+        self.write(key, Some(value), None, WriteMode::Create, options)
+            .await
     }
 
     async fn remove(&self, key: &str, options: RemoveOptions) -> Result<Option<i64>> {
@@ -1280,35 +1280,14 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
         metadata: AtMetaData,
         options: WriteOptions,
     ) -> Result<Option<i64>> {
-        let key = validate_write_key(key)?;
-        run(
-            &self.inner,
-            KsOp::Write(Box::new(WriteArgs {
-                key,
-                value: None,
-                meta: Some(metadata),
-                mode: WriteMode::PutMeta,
-                options,
-            })),
-        )
-        .await
-        .map(expect_id)
+        self.write(key, None, Some(metadata), WriteMode::PutMeta, options)
+            .await
     }
 
     async fn put_all(&self, key: &str, value: AtData, metadata: AtMetaData) -> Result<Option<i64>> {
-        let key = validate_write_key(key)?;
-        run(
-            &self.inner,
-            KsOp::Write(Box::new(WriteArgs {
-                key,
-                value: Some(value),
-                meta: Some(metadata),
-                mode: WriteMode::PutAll,
-                options: WriteOptions::default(),
-            })),
-        )
-        .await
-        .map(expect_id)
+        let options = WriteOptions::default();
+        self.write(key, Some(value), Some(metadata), WriteMode::PutAll, options)
+            .await
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<AtMetaData>> {

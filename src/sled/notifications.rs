@@ -159,6 +159,21 @@ fn corrupt(key: impl Into<String>, reason: impl Into<String>) -> PersistenceErro
     }
 }
 
+/// Checks a write of `notification` under `id`: a valid id, and the notification's own.
+fn check_write(id: &str, notification: &AtNotification) -> Result<()> {
+    key::validate_notification_id(id)?;
+    if notification.id != id {
+        return Err(PersistenceError::invalid_argument(
+            "notification.id",
+            format!(
+                "the notification's id {:?} differs from the id {id:?} it is written under",
+                notification.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn decode_record(bytes: &[u8], id: &str) -> Result<AtNotification> {
     codec::decode::<AtNotification>(bytes, STORE, &|| id.to_string())
 }
@@ -546,16 +561,7 @@ impl SledNotificationKeystore {
     }
 
     async fn write(&self, id: &str, notification: AtNotification) -> Result<Option<i64>> {
-        key::validate_notification_id(id)?;
-        if notification.id != id {
-            return Err(PersistenceError::invalid_argument(
-                "notification.id",
-                format!(
-                    "the notification's id {:?} differs from the id {id:?} it is written under",
-                    notification.id
-                ),
-            ));
-        }
+        check_write(id, &notification)?;
         run(
             &self.inner,
             Op::Put {
@@ -928,16 +934,7 @@ struct NotificationTxn {
 #[async_trait]
 impl KeyStoreTxn<AtNotification> for NotificationTxn {
     async fn put(&self, key: &str, value: AtNotification) -> Result<()> {
-        key::validate_notification_id(key)?;
-        if value.id != key {
-            return Err(PersistenceError::invalid_argument(
-                "notification.id",
-                format!(
-                    "the notification's id {:?} differs from the id {key:?} it is written under",
-                    value.id
-                ),
-            ));
-        }
+        check_write(key, &value)?;
         lock(&self.state).buffer(key.to_string(), Some(Box::new(value)))
     }
 
