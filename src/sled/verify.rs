@@ -50,6 +50,7 @@
 //! same way.
 
 use super::access_log::{self as al, AlInner};
+use super::db::panic_message;
 use super::keystore::{self as ks, KsInner};
 use super::layout::{self as lay, prefixed, timed};
 use super::notifications::{self as nk, NkInner};
@@ -114,11 +115,8 @@ fn contained(
 ) {
     let outcome = catch_unwind(AssertUnwindSafe(|| check(report)));
     if let Err(panic) = outcome {
-        let reason = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "the storage engine panicked".into());
+        let reason =
+            panic_message(panic.as_ref()).unwrap_or_else(|| "the storage engine panicked".into());
         report.push(
             store,
             "(scan)",
@@ -127,6 +125,24 @@ fn contained(
             },
         );
     }
+}
+
+/// Runs one engine read (a `kind` of read), reporting an engine error or panic as
+/// [`Problem::Unreadable`] against `store` and `at`; `None` when it failed.
+fn guarded<T>(
+    r: &mut VerifyReport,
+    store: &'static str,
+    at: &str,
+    kind: &str,
+    read: impl FnOnce() -> sled::Result<T>,
+) -> Option<T> {
+    let reason = match catch_unwind(AssertUnwindSafe(read)) {
+        Ok(Ok(v)) => return Some(v),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("the storage engine panicked on a {kind}"),
+    };
+    r.push(store, at, Problem::Unreadable { reason });
+    None
 }
 
 /// Point lookups that report engine errors instead of returning them.
@@ -144,29 +160,7 @@ impl Reader<'_> {
         at: &str,
         key: &[u8],
     ) -> Option<Option<sled::IVec>> {
-        match catch_unwind(AssertUnwindSafe(|| self.tree.get(key))) {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                r.push(
-                    store,
-                    at,
-                    Problem::Unreadable {
-                        reason: e.to_string(),
-                    },
-                );
-                None
-            }
-            Err(_) => {
-                r.push(
-                    store,
-                    at,
-                    Problem::Unreadable {
-                        reason: "the storage engine panicked on a point read".into(),
-                    },
-                );
-                None
-            }
-        }
+        guarded(r, store, at, "point read", || self.tree.get(key))
     }
 
     /// Whether `key` is present; `None` when the read failed (reported).
@@ -183,32 +177,9 @@ impl Reader<'_> {
         from: Vec<u8>,
         to: Vec<u8>,
     ) -> Option<Option<sled::IVec>> {
-        let first = catch_unwind(AssertUnwindSafe(|| {
+        guarded(r, store, at, "range read", || {
             self.tree.range(from..to).keys().next().transpose()
-        }));
-        match first {
-            Ok(Ok(k)) => Some(k),
-            Ok(Err(e)) => {
-                r.push(
-                    store,
-                    at,
-                    Problem::Unreadable {
-                        reason: e.to_string(),
-                    },
-                );
-                None
-            }
-            Err(_) => {
-                r.push(
-                    store,
-                    at,
-                    Problem::Unreadable {
-                        reason: "the storage engine panicked on a range read".into(),
-                    },
-                );
-                None
-            }
-        }
+        })
     }
 
     /// A stored 8-byte counter (`default` when absent); `None` when unreadable or
