@@ -31,7 +31,9 @@ use super::db::{backend, Durability, SledDb};
 use super::factory::SledStore;
 use super::layout::{self as lay, instant_bytes, prefix_end, read_u64};
 use super::staging::Staging;
-use super::store_core::{self, lock, read_counter, run, GroupStore, StoreHandle, WriteGroup};
+use super::store_core::{
+    self, chunked, lock, read_counter, run, GroupStore, StoreHandle, WriteGroup,
+};
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::model::{codec, AccessLogEntry, Clock, Timestamp};
@@ -627,14 +629,6 @@ impl AccessLog for SledAccessLog {
     }
 }
 
-/// State of a lazily advancing compaction.
-struct ChunkedCompaction {
-    inner: Arc<AlInner>,
-    boundary: u64,
-    buffer: std::vec::IntoIter<u64>,
-    done: bool,
-}
-
 #[async_trait]
 impl Compactable for SledAccessLog {
     async fn compact(&self, dry_run: bool) -> Result<ResultStream<CompactedItem>> {
@@ -667,39 +661,25 @@ impl Compactable for SledAccessLog {
         let Some(boundary) = boundary else {
             return Ok(futures::stream::empty().boxed());
         };
-        let state = ChunkedCompaction {
-            inner: Arc::clone(&self.inner),
-            boundary,
-            buffer: Vec::new().into_iter(),
-            done: false,
-        };
-        Ok(futures::stream::unfold(state, |mut st| async move {
-            loop {
-                if let Some(id) = st.buffer.next() {
-                    return Some((Ok(CompactedItem::AccessLogId(id)), st));
-                }
-                if st.done {
-                    return None;
-                }
+        let inner = Arc::clone(&self.inner);
+        let chunks = chunked(move || {
+            let inner = Arc::clone(&inner);
+            async move {
                 let op = Op::CompactChunk {
-                    boundary: st.boundary,
+                    boundary,
                     limit: COMPACTION_CHUNK,
                 };
-                match run(&st.inner, op).await {
-                    Ok(Outcome::Ids(ids)) => {
-                        st.done = ids.len() < COMPACTION_CHUNK
-                            || ids.last().is_some_and(|&l| l >= st.boundary);
-                        st.buffer = ids.into_iter();
+                match run(&inner, op).await? {
+                    Outcome::Ids(ids) => {
+                        let done = ids.len() < COMPACTION_CHUNK
+                            || ids.last().is_some_and(|&l| l >= boundary);
+                        Ok((ids, !done))
                     }
-                    Ok(_) => st.done = true,
-                    Err(e) => {
-                        st.done = true;
-                        return Some((Err(e), st));
-                    }
+                    _ => Ok((Vec::new(), false)),
                 }
             }
-        })
-        .boxed())
+        });
+        Ok(chunks.map(|r| r.map(CompactedItem::AccessLogId)).boxed())
     }
 }
 

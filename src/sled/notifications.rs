@@ -32,8 +32,8 @@ use super::hooks::RemoveHooks;
 use super::layout::{self as lay, instant_from, prefix_end, prefixed, timed};
 use super::staging::Staging;
 use super::store_core::{
-    self, found, lock, read_counter, regex_of, run, Broadcast, GroupStore, Released, StoreHandle,
-    TxnBuffer, WriteGroup,
+    self, chunked, found, lock, read_counter, regex_of, run, Broadcast, GroupStore, Released,
+    StoreHandle, TxnBuffer, WriteGroup,
 };
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
@@ -832,14 +832,6 @@ impl NotificationKeystore for SledNotificationKeystore {
     }
 }
 
-/// State of a lazily advancing compaction.
-struct ChunkedCompaction {
-    inner: Arc<NkInner>,
-    as_of: Timestamp,
-    buffer: std::vec::IntoIter<String>,
-    done: bool,
-}
-
 #[async_trait]
 impl Compactable for SledNotificationKeystore {
     async fn compact(&self, dry_run: bool) -> Result<ResultStream<CompactedItem>> {
@@ -850,38 +842,21 @@ impl Compactable for SledNotificationKeystore {
                 NkInner::expired_ids(&tree, as_of).map(|r| r.map(CompactedItem::NotificationId));
             return Ok(futures::stream::iter(iter).boxed());
         }
-        let state = ChunkedCompaction {
-            inner: Arc::clone(&self.inner),
-            as_of,
-            buffer: Vec::new().into_iter(),
-            done: false,
-        };
-        Ok(futures::stream::unfold(state, |mut st| async move {
-            loop {
-                if let Some(id) = st.buffer.next() {
-                    return Some((Ok(CompactedItem::NotificationId(id)), st));
-                }
-                if st.done {
-                    return None;
-                }
+        let inner = Arc::clone(&self.inner);
+        let chunks = chunked(move || {
+            let inner = Arc::clone(&inner);
+            async move {
                 let op = Op::CompactChunk {
-                    as_of: st.as_of,
+                    as_of,
                     limit: COMPACTION_CHUNK,
                 };
-                match run(&st.inner, op).await {
-                    Ok(Outcome::Chunk(ids, more)) => {
-                        st.done = !more;
-                        st.buffer = ids.into_iter();
-                    }
-                    Ok(_) => st.done = true,
-                    Err(e) => {
-                        st.done = true;
-                        return Some((Err(e), st));
-                    }
+                match run(&inner, op).await? {
+                    Outcome::Chunk(ids, more) => Ok((ids, more)),
+                    _ => Ok((Vec::new(), false)),
                 }
             }
-        })
-        .boxed())
+        });
+        Ok(chunks.map(|r| r.map(CompactedItem::NotificationId)).boxed())
     }
 }
 

@@ -1,9 +1,9 @@
 //! The plumbing the three sled stores (keystore with commit log, access log, notification
 //! keystore) share, written once: the handle on a store's database and tree, the way an
 //! operation reaches the group writer ([`super::writer`]) and is answered, the
-//! broadcast of a store's events to its subscribers, the parts of live-reading
-//! snapshots and buffered transactions that do not depend on the store, and two small
-//! readers (stored counters, key regexes).
+//! broadcast of a store's events to its subscribers, the lazily advancing compaction
+//! stream, the parts of live-reading snapshots and buffered transactions that do not
+//! depend on the store, and two small readers (stored counters, key regexes).
 //!
 //! What differs between the stores (their operations, layouts, counters and events) stays
 //! in each store's module; this module holds only what is the same logic in all of them.
@@ -13,7 +13,8 @@ use super::layout as lay;
 use super::staging::Staging;
 use super::writer::{self, GroupProcessor, WriteQueue};
 use crate::error::{PersistenceError, Result};
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::{BoxStream, Stream, StreamExt};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::{broadcast, oneshot};
@@ -362,6 +363,37 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
     pub(crate) fn close(&self) {
         self.tx.write().unwrap_or_else(|p| p.into_inner()).take();
     }
+}
+
+/// The items a compaction removes, removed as the stream is polled: whenever the items
+/// of the last chunk are used up, `next_chunk` removes the next chunk (one write group)
+/// and answers its items and whether more may be left. An error is yielded once and ends
+/// the stream; dropping the stream stops after the current chunk.
+pub(crate) fn chunked<T, Fut>(
+    next_chunk: impl FnMut() -> Fut + Send + 'static,
+) -> impl Stream<Item = Result<T>> + Send + 'static
+where
+    T: Send + 'static,
+    Fut: Future<Output = Result<(Vec<T>, bool)>> + Send,
+{
+    let state = (next_chunk, Vec::new().into_iter(), false);
+    futures::stream::unfold(state, |(mut next_chunk, mut items, mut done)| async move {
+        loop {
+            if let Some(item) = items.next() {
+                return Some((Ok(item), (next_chunk, items, done)));
+            }
+            if done {
+                return None;
+            }
+            match next_chunk().await {
+                Ok((chunk, more)) => {
+                    done = !more;
+                    items = chunk.into_iter();
+                }
+                Err(e) => return Some((Err(e), (next_chunk, items, true))),
+            }
+        }
+    })
 }
 
 /// A read of one key as an option: [`PersistenceError::KeyNotFound`] is `None`.
