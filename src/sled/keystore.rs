@@ -11,8 +11,8 @@ use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
 use super::staging::Staging;
 use super::store_core::{
-    self, found, lock, read_counter, regex_of, run, Broadcast, GroupStore, Released, StoreHandle,
-    TxnBuffer, WriteGroup,
+    self, found, lock, read_counter, regex_of, remove_in_chunks, run, Broadcast, GroupStore,
+    Released, StoreHandle, TxnBuffer, WriteGroup,
 };
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
@@ -795,10 +795,9 @@ impl KsInner {
                 .map_err(|e| backend("clear", e))?;
             c.stored_hwm = c.hwm;
         }
+        let durability = self.settings.durability;
         // 1. Records, with their indexes and commit entries.
-        loop {
-            let mut local = *c;
-            let mut s = Staging::new(tree);
+        let records = |s: &mut Staging<'_>, local: &mut Counters| {
             let mut n = 0;
             for item in tree
                 .range(vec![lay::RECORD]..lay::prefix_end(lay::RECORD))
@@ -807,7 +806,7 @@ impl KsInner {
                 let (k, v) = item.map_err(|e| backend("clear", e))?;
                 let key = String::from_utf8_lossy(&k[1..]).into_owned();
                 match decode_record(&v, &key) {
-                    Ok(old) => Self::delete_record(&mut s, &mut local, &key, &old),
+                    Ok(old) => Self::delete_record(s, local, &key, &old),
                     // An undecodable record goes alone; its index entries (if any) are
                     // swept in step 3.
                     Err(_) => {
@@ -815,22 +814,14 @@ impl KsInner {
                         local.key_count = local.key_count.saturating_sub(1);
                     }
                 }
-                Self::purge(&mut s, &mut local, &key)?;
+                Self::purge(s, local, &key)?;
                 n += 1;
             }
-            if n == 0 {
-                break;
-            }
-            Self::stage_counters(&mut s, c, &mut local);
-            s.apply()?;
-            // The chunk is applied: the counters follow it even if the flush fails.
-            *c = local;
-            db.flush(self.settings.durability)?;
-        }
+            Ok(n)
+        };
+        remove_in_chunks(db, tree, durability, c, records, Self::stage_counters)?;
         // 2. Commit entries without a record (tombstones), with their pointers.
-        loop {
-            let mut local = *c;
-            let mut s = Staging::new(tree);
+        let tombstones = |s: &mut Staging<'_>, local: &mut Counters| {
             let mut n = 0;
             for item in tree
                 .range(vec![lay::COMMIT_BY_KEY]..lay::prefix_end(lay::COMMIT_BY_KEY))
@@ -839,20 +830,14 @@ impl KsInner {
             {
                 let k = item.map_err(|e| backend("clear", e))?;
                 let at_key = String::from_utf8_lossy(&k[1..]).into_owned();
-                Self::purge(&mut s, &mut local, &at_key)?;
+                Self::purge(s, local, &at_key)?;
                 n += 1;
             }
-            if n == 0 {
-                break;
-            }
-            Self::stage_counters(&mut s, c, &mut local);
-            s.apply()?;
-            // The chunk is applied: the counters follow it even if the flush fails.
-            *c = local;
-            db.flush(self.settings.durability)?;
-        }
+            Ok(n)
+        };
+        remove_in_chunks(db, tree, durability, c, tombstones, Self::stage_counters)?;
         // 3. Anything left (legacy duplicates, entries of undecodable records).
-        db.sweep_tree(tree, self.settings.durability, CHUNK, "clear")?;
+        db.sweep_tree(tree, durability, CHUNK, "clear")?;
         let mut batch = sled::Batch::default();
         c.hwm = -1;
         c.stored_hwm = -1;

@@ -32,8 +32,8 @@ use super::hooks::RemoveHooks;
 use super::layout::{self as lay, instant_from, prefix_end, prefixed, timed};
 use super::staging::Staging;
 use super::store_core::{
-    self, chunked, found, lock, read_counter, regex_of, run, Broadcast, GroupStore, Released,
-    StoreHandle, TxnBuffer, WriteGroup,
+    self, chunked, found, lock, read_counter, regex_of, remove_in_chunks, run, Broadcast,
+    GroupStore, Released, StoreHandle, TxnBuffer, WriteGroup,
 };
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
@@ -399,9 +399,7 @@ impl NkInner {
     /// large the store is (see [`SledDb::flush`]); the caller flushes the final reset.
     fn clear_tree(&self, db: &SledDb, tree: &sled::Tree, count: &mut u64) -> Result<()> {
         let level = self.settings.durability;
-        loop {
-            let mut local = *count;
-            let mut s = Staging::new(tree);
+        let notifications = |s: &mut Staging<'_>, local: &mut u64| {
             let mut n = 0;
             for item in tree
                 .range(vec![RECORD]..prefix_end(RECORD))
@@ -410,18 +408,16 @@ impl NkInner {
             {
                 let k = item.map_err(|e| backend("clear notifications", e))?;
                 let id = id_of(&k[1..], &k)?;
-                Self::delete(&mut s, &mut local, &id)?;
+                Self::delete(s, local, &id)?;
                 n += 1;
             }
-            if n == 0 {
-                break;
-            }
+            Ok(n)
+        };
+        let stage_count = |s: &mut Staging<'_>, _: &u64, local: &mut u64| {
             s.insert(ENTRY_COUNT.to_vec(), local.to_be_bytes().to_vec());
             s.commit_op();
-            s.apply()?;
-            *count = local;
-            db.flush(level)?;
-        }
+        };
+        remove_in_chunks(db, tree, level, count, notifications, stage_count)?;
         // Leftovers (index entries of records that were already gone) in plain chunks.
         db.sweep_tree(tree, level, COMPACTION_CHUNK, "clear notifications")?;
         let mut batch = sled::Batch::default();

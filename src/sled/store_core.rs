@@ -365,6 +365,33 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
     }
 }
 
+/// Removes what `fill` stages (answering how many units it staged) in bounded chunks,
+/// until a chunk stages nothing. Each chunk is one atomic batch, with the counters that
+/// `stage_counters` adds given the counters before the chunk and after it, so a crash
+/// part-way leaves a smaller, consistent store. The counters follow each applied chunk,
+/// even if its flush then fails; each chunk is flushed at `durability`, so sled's write
+/// backlog stays bounded however large the store is (see [`SledDb::flush`]).
+pub(crate) fn remove_in_chunks<C: Copy>(
+    db: &SledDb,
+    tree: &sled::Tree,
+    durability: Durability,
+    counters: &mut C,
+    mut fill: impl FnMut(&mut Staging<'_>, &mut C) -> Result<usize>,
+    mut stage_counters: impl FnMut(&mut Staging<'_>, &C, &mut C),
+) -> Result<()> {
+    loop {
+        let mut local = *counters;
+        let mut s = Staging::new(tree);
+        if fill(&mut s, &mut local)? == 0 {
+            return Ok(());
+        }
+        stage_counters(&mut s, counters, &mut local);
+        s.apply()?;
+        *counters = local;
+        db.flush(durability)?;
+    }
+}
+
 /// The items a compaction removes, removed as the stream is polled: whenever the items
 /// of the last chunk are used up, `next_chunk` removes the next chunk (one write group)
 /// and answers its items and whether more may be left. An error is yielded once and ends
