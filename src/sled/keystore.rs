@@ -11,8 +11,8 @@ use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
 use super::staging::Staging;
 use super::store_core::{
-    self, found, lock, read_counter, regex_of, remove_in_chunks, run, Broadcast, GroupStore,
-    Released, StoreHandle, TxnBuffer, WriteGroup,
+    self, first_instant, found, lock, read_counter, regex_of, remove_in_chunks, run, Broadcast,
+    GroupStore, Released, StoreHandle, TxnBuffer, WriteGroup,
 };
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
@@ -1152,13 +1152,8 @@ impl KeyValueStore<AtData> for SledKeyStore {
 
     async fn next_expires_at(&self) -> Result<Option<Timestamp>> {
         let tree = self.inner.handle.tree()?;
-        let first = tree
-            .range(vec![lay::EXPIRY]..lay::prefix_end(lay::EXPIRY))
-            .keys()
-            .next()
-            .transpose()
-            .map_err(|e| backend("next_expires_at", e))?;
-        Ok(first.and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
+        let (from, to) = (vec![lay::EXPIRY], lay::prefix_end(lay::EXPIRY));
+        first_instant(&tree, from, to, "next_expires_at")
     }
 
     async fn peek_expired(
@@ -1359,16 +1354,13 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
     async fn next_available_at(&self, as_of: Option<Timestamp>) -> Result<Option<Timestamp>> {
         let tree = self.inner.handle.tree()?;
         let as_of = as_of.unwrap_or_else(|| self.inner.now());
-        let first = tree
-            .range(
-                lay::timed_bound(lay::AVAILABLE, as_of.plus_millis(1))
-                    ..lay::prefix_end(lay::AVAILABLE),
-            )
-            .keys()
-            .next()
-            .transpose()
-            .map_err(|e| backend("next_available_at", e))?;
-        Ok(first.and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
+        let from = lay::timed_bound(lay::AVAILABLE, as_of.plus_millis(1));
+        first_instant(
+            &tree,
+            from,
+            lay::prefix_end(lay::AVAILABLE),
+            "next_available_at",
+        )
     }
 
     async fn peek_newly_available(
@@ -1512,10 +1504,9 @@ impl KeyStoreTxn<AtData> for SledTxn {
     }
 
     async fn commit(&self) -> Result<()> {
-        let ops = lock(&self.state).commit()?;
-        if ops.is_empty() {
+        let Some(ops) = lock(&self.state).commit()? else {
             return Ok(());
-        }
+        };
         run(&self.store.inner, KsOp::Txn { ops }).await.map(|_| ())
     }
 }

@@ -32,8 +32,8 @@ use super::hooks::RemoveHooks;
 use super::layout::{self as lay, instant_from, prefix_end, prefixed, timed};
 use super::staging::Staging;
 use super::store_core::{
-    self, chunked, found, lock, read_counter, regex_of, remove_in_chunks, run, Broadcast,
-    GroupStore, Released, StoreHandle, TxnBuffer, WriteGroup,
+    self, chunked, first_instant, found, lock, read_counter, regex_of, remove_in_chunks, run,
+    Broadcast, GroupStore, Released, StoreHandle, TxnBuffer, WriteGroup,
 };
 use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
@@ -719,13 +719,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     /// status-expired or date-less notification is stored).
     async fn next_expires_at(&self) -> Result<Option<Timestamp>> {
         let tree = self.inner.handle.tree()?;
-        let first = tree
-            .range(vec![EXPIRY]..prefix_end(EXPIRY))
-            .keys()
-            .next()
-            .transpose()
-            .map_err(|e| backend("next_expires_at", e))?;
-        Ok(first.and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
+        first_instant(&tree, vec![EXPIRY], prefix_end(EXPIRY), "next_expires_at")
     }
 
     async fn peek_expired(
@@ -929,10 +923,9 @@ impl KeyStoreTxn<AtNotification> for NotificationTxn {
     }
 
     async fn commit(&self) -> Result<()> {
-        let ops = lock(&self.state).commit()?;
-        if ops.is_empty() {
+        let Some(ops) = lock(&self.state).commit()? else {
             return Ok(());
-        }
+        };
         run(&self.store.inner, Op::Txn { ops }).await.map(|_| ())
     }
 }

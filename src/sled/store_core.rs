@@ -13,6 +13,7 @@ use super::layout as lay;
 use super::staging::Staging;
 use super::writer::{self, GroupProcessor, WriteQueue};
 use crate::error::{PersistenceError, Result};
+use crate::model::Timestamp;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +43,23 @@ pub(crate) fn read_counter(
             }),
         None => Ok(None),
     }
+}
+
+/// The instant of the first time-index key (see [`lay::timed`]) in `[from, to)`, `None`
+/// when there is none.
+pub(crate) fn first_instant(
+    tree: &sled::Tree,
+    from: Vec<u8>,
+    to: Vec<u8>,
+    context: &str,
+) -> Result<Option<Timestamp>> {
+    let first = tree
+        .range(from..to)
+        .keys()
+        .next()
+        .transpose()
+        .map_err(|e| backend(context, e))?;
+    Ok(first.and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
 }
 
 /// The regex of a `get_keys` filter: none, or an empty pattern, matches every key.
@@ -451,11 +469,14 @@ impl Released {
     }
 }
 
+/// A transaction's operations: each key with its write (`Some`) or removal (`None`).
+pub(crate) type TxnOps<V> = Vec<(String, Option<V>)>;
+
 /// The buffer of a transaction: the latest write (`Some`) or removal (`None`) of each key,
 /// in the order of each key's last operation, until the transaction is committed (then
 /// every use is an error).
 pub(crate) struct TxnBuffer<V> {
-    ops: Vec<(String, Option<V>)>,
+    ops: TxnOps<V>,
     committed: bool,
 }
 
@@ -491,12 +512,14 @@ impl<V> TxnBuffer<V> {
         Ok(self.ops.iter().find(|(k, _)| k == key).map(|(_, v)| v))
     }
 
-    /// Marks the transaction committed and hands over its operations.
-    pub(crate) fn commit(&mut self) -> Result<Vec<(String, Option<V>)>> {
+    /// Marks the transaction committed and hands over its operations; `None` when nothing
+    /// was buffered (there is nothing to write).
+    pub(crate) fn commit(&mut self) -> Result<Option<TxnOps<V>>> {
         if self.committed {
             return Err(txn_used());
         }
         self.committed = true;
-        Ok(std::mem::take(&mut self.ops))
+        let ops = std::mem::take(&mut self.ops);
+        Ok((!ops.is_empty()).then_some(ops))
     }
 }
