@@ -59,6 +59,7 @@ use crate::key;
 use crate::model::{codec, AccessLogEntry, AtData, AtNotification, CommitEntry, CommitOp};
 use crate::model::{AtMetaData, Timestamp};
 use crate::store::{Problem, VerifyReport};
+use serde::de::DeserializeOwned;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -232,8 +233,26 @@ impl Scan {
         }
     }
 
+    /// The next item of `items` that reads, reporting those that do not; `None` at the end
+    /// of the tree or once the pass has given up.
+    fn next_in(
+        &mut self,
+        items: &mut sled::Iter,
+        r: &mut VerifyReport,
+    ) -> Option<(sled::IVec, sled::IVec)> {
+        for item in items.by_ref() {
+            if let Some(kv) = self.read(r, item) {
+                return Some(kv);
+            }
+            if self.given_up() {
+                return None;
+            }
+        }
+        None
+    }
+
     /// The item, or `None` after reporting its error.
-    fn next(
+    fn read(
         &mut self,
         r: &mut VerifyReport,
         item: sled::Result<(sled::IVec, sled::IVec)>,
@@ -267,6 +286,23 @@ impl Scan {
     /// Whether every item was read (so counts are exact).
     fn complete(&self) -> bool {
         self.errors == 0
+    }
+}
+
+/// The decoded `bytes` of the item `shown` of `store`, or `None` when they do not decode
+/// (reported).
+fn decoded<T: DeserializeOwned>(
+    r: &mut VerifyReport,
+    store: &'static str,
+    shown: &str,
+    bytes: &[u8],
+) -> Option<T> {
+    match codec::decode::<T>(bytes, store, &|| shown.to_string()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            r.push(store, shown, undecodable(e));
+            None
+        }
     }
 }
 
@@ -352,13 +388,8 @@ fn check_keystore(tree: &sled::Tree, live_hwm: i64, r: &mut VerifyReport) {
     let rd = Reader { tree };
     let mut t = KsTally::default();
     let mut scan = Scan::new(KEYSTORE);
-    for item in tree.iter() {
-        let Some((k, v)) = scan.next(r, item) else {
-            if scan.given_up() {
-                break;
-            }
-            continue;
-        };
+    let mut items = tree.iter();
+    while let Some((k, v)) = scan.next_in(&mut items, r) {
         match k.first().copied() {
             Some(lay::RECORD) => {
                 t.records += 1;
@@ -437,12 +468,8 @@ fn check_record(rd: &Reader<'_>, r: &mut VerifyReport, key: &[u8], value: &[u8])
     if std::str::from_utf8(key).is_err() {
         r.push(KEYSTORE, &shown, malformed("the record key is not UTF-8"));
     }
-    let data = match codec::decode::<AtData>(value, KEYSTORE, &|| shown.clone()) {
-        Ok(d) => d,
-        Err(e) => {
-            r.push(KEYSTORE, &shown, undecodable(e));
-            return;
-        }
+    let Some(data) = decoded::<AtData>(r, KEYSTORE, &shown, value) else {
+        return;
     };
     for (prefix, name) in TIME_INDEXES {
         if let Some(t) = index_field(prefix, data.meta_data.as_ref()) {
@@ -509,12 +536,8 @@ fn check_commit_entry(rd: &Reader<'_>, r: &mut VerifyReport, k: &[u8], v: &[u8])
         return None;
     };
     let shown = format!("commit id {id}");
-    let entry = match codec::decode::<CommitEntry>(v, COMMIT_LOG, &|| shown.clone()) {
-        Ok(e) => e,
-        Err(e) => {
-            r.push(COMMIT_LOG, &shown, undecodable(e));
-            return Some(id);
-        }
+    let Some(entry) = decoded::<CommitEntry>(r, COMMIT_LOG, &shown, v) else {
+        return Some(id);
     };
     if entry.commit_id != Some(id) {
         r.push(
@@ -624,13 +647,8 @@ fn check_access_log(tree: &sled::Tree, r: &mut VerifyReport) {
     let mut t = AlTally::default();
     let mut group: Option<Group> = None;
     let mut scan = Scan::new(ACCESS_LOG);
-    for item in tree.iter() {
-        let Some((k, v)) = scan.next(r, item) else {
-            if scan.given_up() {
-                break;
-            }
-            continue;
-        };
+    let mut items = tree.iter();
+    while let Some((k, v)) = scan.next_in(&mut items, r) {
         t.entries += 1;
         match k.first().copied() {
             Some(al::ENTRY) => {
@@ -731,12 +749,8 @@ fn check_al_entry(rd: &Reader<'_>, r: &mut VerifyReport, k: &[u8], v: &[u8]) -> 
         return None;
     };
     let shown = entry_shown(id);
-    let entry = match codec::decode::<AccessLogEntry>(v, ACCESS_LOG, &|| shown.clone()) {
-        Ok(e) => e,
-        Err(e) => {
-            r.push(ACCESS_LOG, &shown, undecodable(e));
-            return Some(id);
-        }
+    let Some(entry) = decoded::<AccessLogEntry>(r, ACCESS_LOG, &shown, v) else {
+        return Some(id);
     };
     if let Some((kind, name)) = al::tally_of(&entry) {
         if rd.has(r, ACCESS_LOG, &shown, &al::occurrence_key(kind, name, id)) == Some(false) {
@@ -977,13 +991,8 @@ fn check_notifications(tree: &sled::Tree, r: &mut VerifyReport) {
     let mut records = 0u64;
     let mut entries = 0u64;
     let mut scan = Scan::new(NOTIFICATIONS);
-    for item in tree.iter() {
-        let Some((k, v)) = scan.next(r, item) else {
-            if scan.given_up() {
-                break;
-            }
-            continue;
-        };
+    let mut items = tree.iter();
+    while let Some((k, v)) = scan.next_in(&mut items, r) {
         entries += 1;
         match k.first().copied() {
             Some(nk::RECORD) => {
@@ -1020,12 +1029,8 @@ fn check_notification(rd: &Reader<'_>, r: &mut VerifyReport, id: &[u8], v: &[u8]
     if std::str::from_utf8(id).is_err() {
         r.push(NOTIFICATIONS, &shown, malformed("the id is not UTF-8"));
     }
-    let n = match codec::decode::<AtNotification>(v, NOTIFICATIONS, &|| shown.clone()) {
-        Ok(n) => n,
-        Err(e) => {
-            r.push(NOTIFICATIONS, &shown, undecodable(e));
-            return;
-        }
+    let Some(n) = decoded::<AtNotification>(r, NOTIFICATIONS, &shown, v) else {
+        return;
     };
     let eff = n.effective_expiry();
     match rd.get(r, NOTIFICATIONS, &shown, &prefixed(nk::FILED, id)) {
