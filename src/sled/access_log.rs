@@ -28,7 +28,6 @@
 //! highest id (the last inserted).
 
 use super::db::{backend, Durability, SledDb};
-use super::factory::SledStore;
 use super::layout::{self as lay, instant_bytes, prefix_end, read_u64};
 use super::staging::Staging;
 use super::store_core::{
@@ -249,11 +248,6 @@ impl AlInner {
         }))
     }
 
-    /// Releases the database; later calls return `StoreClosed`.
-    pub(crate) fn close(&self) {
-        self.handle.close();
-    }
-
     // ----- staged primitives (writer only) -----
 
     fn append(s: &mut Staging<'_>, c: &mut Counters, entry: &AccessLogEntry) -> Result<u64> {
@@ -407,6 +401,8 @@ impl GroupStore for AlInner {
     type Op = Op;
     type Answer = Outcome;
     const WRITE_GROUP: &'static str = "access log write group";
+    /// Empties the log; ids restart at 0.
+    const CLEAR: Op = Op::Clear;
 
     fn handle(&self) -> &StoreHandle {
         &self.handle
@@ -452,23 +448,6 @@ impl GroupStore for AlInner {
         drop(counters);
         let r = r.and_then(|o| db.flush(self.settings.durability).map(|_| o));
         let _ = q.tx.send(r);
-    }
-}
-
-impl AlInner {
-    /// Empties the log (bundle `clear`); ids restart at 0.
-    pub(crate) async fn clear(self: &Arc<Self>) -> Result<()> {
-        run(self, Op::Clear).await.map(|_| ())
-    }
-}
-
-#[async_trait]
-impl SledStore for Arc<AlInner> {
-    async fn clear_store(&self) -> Result<()> {
-        self.clear().await
-    }
-    fn close_store(&self) {
-        self.close()
     }
 }
 

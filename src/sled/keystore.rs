@@ -246,13 +246,6 @@ impl KsInner {
         }))
     }
 
-    /// Releases the database. Later calls on any handle return `StoreClosed`; change
-    /// streams end.
-    pub(crate) fn close(&self) {
-        self.handle.close();
-        self.events.close();
-    }
-
     /// The stored record bytes under the canonical key `canonical`: one sled read, with
     /// neither a copy of the tree handle nor a heap-allocated storage key.
     fn read_stored(&self, canonical: &str, context: &str) -> Result<Option<IVec>> {
@@ -860,6 +853,8 @@ impl GroupStore for KsInner {
     type Op = KsOp;
     type Answer = Outcome;
     const WRITE_GROUP: &'static str = "write group";
+    /// Empties the keystore and its commit log and resets commit numbering.
+    const CLEAR: KsOp = KsOp::Clear;
 
     fn handle(&self) -> &StoreHandle {
         &self.handle
@@ -900,6 +895,13 @@ impl GroupStore for KsInner {
             .and_then(|_| db.flush(self.settings.durability));
         drop(counters);
         let _ = q.tx.send(r.map(|_| Outcome::Unit));
+    }
+
+    /// Releases the database. Later calls on any handle return `StoreClosed`; change
+    /// streams end.
+    fn close(&self) {
+        self.handle.close();
+        self.events.close();
     }
 }
 
@@ -1725,13 +1727,6 @@ impl CommitLog for SledCommitLog {
 
     async fn size_bytes(&self) -> Result<u64> {
         self.inner.handle.db()?.size_on_disk()
-    }
-}
-
-impl KsInner {
-    /// Empties the keystore and its commit log and resets commit numbering.
-    pub(crate) async fn clear(self: &Arc<Self>) -> Result<()> {
-        run(self, KsOp::Clear).await.map(|_| ())
     }
 }
 

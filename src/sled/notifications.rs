@@ -27,7 +27,6 @@
 //! and filed in the index (a stored notification is never rewritten by a read).
 
 use super::db::{backend, Durability, SledDb};
-use super::factory::SledStore;
 use super::hooks::RemoveHooks;
 use super::layout::{self as lay, instant_from, prefix_end, prefixed, timed};
 use super::staging::Staging;
@@ -211,14 +210,6 @@ impl NkInner {
             stored,
             hooks: RemoveHooks::default(),
         }))
-    }
-
-    /// Releases the database; later calls return `StoreClosed` and the change and
-    /// notification streams end.
-    pub(crate) fn close(&self) {
-        self.handle.close();
-        self.events.close();
-        self.stored.close();
     }
 
     fn now(&self) -> Timestamp {
@@ -444,6 +435,8 @@ impl GroupStore for NkInner {
     type Op = Op;
     type Answer = Outcome;
     const WRITE_GROUP: &'static str = "notification write group";
+    /// Empties the store; fires no events.
+    const CLEAR: Op = Op::Clear;
 
     fn handle(&self) -> &StoreHandle {
         &self.handle
@@ -496,22 +489,13 @@ impl GroupStore for NkInner {
         }
         let _ = q.tx.send(r);
     }
-}
 
-impl NkInner {
-    /// Empties the store (bundle `clear`); fires no events.
-    pub(crate) async fn clear(self: &Arc<Self>) -> Result<()> {
-        run(self, Op::Clear).await.map(|_| ())
-    }
-}
-
-#[async_trait]
-impl SledStore for Arc<NkInner> {
-    async fn clear_store(&self) -> Result<()> {
-        self.clear().await
-    }
-    fn close_store(&self) {
-        self.close()
+    /// Releases the database; later calls return `StoreClosed` and the change and
+    /// notification streams end.
+    fn close(&self) {
+        self.handle.close();
+        self.events.close();
+        self.stored.close();
     }
 }
 

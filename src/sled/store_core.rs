@@ -138,8 +138,9 @@ pub(crate) struct Queued<Op, A> {
     pub(crate) tx: oneshot::Sender<Result<A>>,
 }
 
-/// The part of a store the group writer drives: its operations and how a group of them is
-/// applied. Every `GroupStore` is a [`GroupProcessor`]: a group is split into runs of
+/// The part of a store the group writer and the bundle's lifecycle drive: its operations,
+/// how a group of them is applied, how it is emptied and closed. Every `GroupStore` is a
+/// [`GroupProcessor`]: a group is split into runs of
 /// batched operations, each applied as one atomic batch by
 /// [`process_run`](GroupStore::process_run), and exclusive operations, each applied alone
 /// by [`process_exclusive`](GroupStore::process_exclusive), in queue order.
@@ -151,6 +152,8 @@ pub(crate) trait GroupStore: Send + Sync + 'static {
     /// Names the write group in the error a caller gets when the writer stops before
     /// answering.
     const WRITE_GROUP: &'static str;
+    /// The operation that empties the store (bundle `clear`).
+    const CLEAR: Self::Op;
 
     /// The store's database and tree.
     fn handle(&self) -> &StoreHandle;
@@ -162,6 +165,11 @@ pub(crate) trait GroupStore: Send + Sync + 'static {
     fn process_run(&self, db: &SledDb, tree: &sled::Tree, run: Vec<Queued<Self::Op, Self::Answer>>);
     /// Applies one exclusive operation and answers it.
     fn process_exclusive(&self, db: &SledDb, tree: &sled::Tree, q: Queued<Self::Op, Self::Answer>);
+
+    /// Releases the database; later calls return `StoreClosed`.
+    fn close(&self) {
+        self.handle().close();
+    }
 }
 
 impl<S: GroupStore> GroupProcessor for S {
