@@ -1165,18 +1165,14 @@ impl KeyValueStore<AtData> for SledKeyStore {
     ) -> Result<ResultStream<String>> {
         let tree = self.inner.handle.tree()?;
         let as_of = as_of.unwrap_or_else(|| self.inner.now());
-        let limit = limit.unwrap_or(usize::MAX);
-        let iter = tree
-            .range(vec![lay::EXPIRY]..lay::timed_bound(lay::EXPIRY, as_of.plus_millis(1)))
-            .keys()
-            .take(limit);
-        Ok(futures::stream::iter(iter.map(|item| {
-            let k = item.map_err(|e| backend("peek_expired", e))?;
-            Ok(lay::split_timed(&k)
-                .map(|(_, key)| String::from_utf8_lossy(key).into_owned())
-                .unwrap_or_default())
-        }))
-        .boxed())
+        let to = lay::timed_bound(lay::EXPIRY, as_of.plus_millis(1));
+        Ok(indexed_keys(
+            &tree,
+            vec![lay::EXPIRY],
+            to,
+            limit,
+            "peek_expired",
+        ))
     }
 
     fn supports_snapshots(&self) -> bool {
@@ -1376,21 +1372,31 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
         if as_of <= since {
             return Ok(futures::stream::empty().boxed());
         }
-        let iter = tree
-            .range(
-                lay::timed_bound(lay::AVAILABLE, since.plus_millis(1))
-                    ..lay::timed_bound(lay::AVAILABLE, as_of.plus_millis(1)),
-            )
-            .keys()
-            .take(limit.unwrap_or(usize::MAX));
-        Ok(futures::stream::iter(iter.map(|item| {
-            let k = item.map_err(|e| backend("peek_newly_available", e))?;
-            Ok(lay::split_timed(&k)
-                .map(|(_, key)| String::from_utf8_lossy(key).into_owned())
-                .unwrap_or_default())
-        }))
-        .boxed())
+        let from = lay::timed_bound(lay::AVAILABLE, since.plus_millis(1));
+        let to = lay::timed_bound(lay::AVAILABLE, as_of.plus_millis(1));
+        Ok(indexed_keys(&tree, from, to, limit, "peek_newly_available"))
     }
+}
+
+/// The keys of the time-index entries in `[from, to)`, in time order, at most `limit`.
+fn indexed_keys(
+    tree: &sled::Tree,
+    from: Vec<u8>,
+    to: Vec<u8>,
+    limit: Option<usize>,
+    context: &'static str,
+) -> ResultStream<String> {
+    let iter = tree
+        .range(from..to)
+        .keys()
+        .take(limit.unwrap_or(usize::MAX));
+    futures::stream::iter(iter.map(move |item| {
+        let k = item.map_err(|e| backend(context, e))?;
+        Ok(lay::split_timed(&k)
+            .map(|(_, key)| String::from_utf8_lossy(key).into_owned())
+            .unwrap_or_default())
+    }))
+    .boxed()
 }
 
 type KeyIter = Box<dyn Iterator<Item = Result<String>> + Send>;
