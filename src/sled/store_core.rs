@@ -1,9 +1,15 @@
 //! The plumbing the three sled stores (keystore with commit log, access log, notification
-//! keystore) share, written once: the handle on a store's database and tree, the way an
-//! operation reaches the group writer ([`super::writer`]) and is answered, the
-//! broadcast of a store's events to its subscribers, the lazily advancing compaction
-//! stream, the parts of live-reading snapshots and buffered transactions that do not
-//! depend on the store, and two small readers (stored counters, key regexes).
+//! keystore) share, written once:
+//!
+//! * [`StoreHandle`]: a store's database and tree until it is closed;
+//! * [`GroupStore`], [`run`] and [`WriteGroup`]: how an operation reaches the group writer
+//!   ([`super::writer`]), how a group is split into batched runs and exclusive operations,
+//!   and how a run is staged, applied, flushed and answered;
+//! * [`Broadcast`]: a store's events to its subscribers;
+//! * [`remove_in_chunks`] and [`chunked`]: bounded removals for clears and compactions;
+//! * small readers ([`read_counter`], [`first_instant`], [`regex_of`]);
+//! * what live-reading snapshots and buffered transactions share ([`found`], [`Released`],
+//!   [`TxnBuffer`]).
 //!
 //! What differs between the stores (their operations, layouts, counters and events) stays
 //! in each store's module; this module holds only what is the same logic in all of them.
@@ -24,55 +30,6 @@ use tokio::sync::{broadcast, oneshot};
 /// counters consistent at every step, so a poisoned lock holds a usable value).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The stored 8-byte big-endian counter under `key` of `store`'s `tree`, `None` when
-/// absent.
-pub(crate) fn read_counter(
-    tree: &sled::Tree,
-    store: &'static str,
-    key: &[u8],
-) -> Result<Option<u64>> {
-    match tree.get(key).map_err(|e| backend("read counter", e))? {
-        Some(v) => lay::read_u64(&v)
-            .map(Some)
-            .ok_or_else(|| PersistenceError::CorruptRecord {
-                store,
-                key: lay::render(key),
-                reason: "counter is not 8 bytes".into(),
-            }),
-        None => Ok(None),
-    }
-}
-
-/// The instant of the first time-index key (see [`lay::timed`]) in `[from, to)`, `None`
-/// when there is none.
-pub(crate) fn first_instant(
-    tree: &sled::Tree,
-    from: Vec<u8>,
-    to: Vec<u8>,
-    context: &str,
-) -> Result<Option<Timestamp>> {
-    let first = tree
-        .range(from..to)
-        .keys()
-        .next()
-        .transpose()
-        .map_err(|e| backend(context, e))?;
-    Ok(first.and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
-}
-
-/// The regex of a `get_keys` filter: none, or an empty pattern, matches every key.
-pub(crate) fn regex_of(pattern: Option<&str>) -> Result<Option<regex::Regex>> {
-    match pattern {
-        None | Some("") => Ok(None),
-        Some(p) => regex::Regex::new(p)
-            .map(Some)
-            .map_err(|e| PersistenceError::InvalidRegex {
-                pattern: p.to_string(),
-                reason: e.to_string(),
-            }),
-    }
 }
 
 /// An open store's database and tree.
@@ -447,6 +404,55 @@ where
             }
         }
     })
+}
+
+/// The stored 8-byte big-endian counter under `key` of `store`'s `tree`, `None` when
+/// absent.
+pub(crate) fn read_counter(
+    tree: &sled::Tree,
+    store: &'static str,
+    key: &[u8],
+) -> Result<Option<u64>> {
+    match tree.get(key).map_err(|e| backend("read counter", e))? {
+        Some(v) => lay::read_u64(&v)
+            .map(Some)
+            .ok_or_else(|| PersistenceError::CorruptRecord {
+                store,
+                key: lay::render(key),
+                reason: "counter is not 8 bytes".into(),
+            }),
+        None => Ok(None),
+    }
+}
+
+/// The instant of the first time-index key (see [`lay::timed`]) in `[from, to)`, `None`
+/// when there is none.
+pub(crate) fn first_instant(
+    tree: &sled::Tree,
+    from: Vec<u8>,
+    to: Vec<u8>,
+    context: &str,
+) -> Result<Option<Timestamp>> {
+    let first = tree
+        .range(from..to)
+        .keys()
+        .next()
+        .transpose()
+        .map_err(|e| backend(context, e))?;
+    Ok(first.and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
+}
+
+/// The regex of a `get_keys` filter: none, or an empty pattern, matches every key.
+pub(crate) fn regex_of(pattern: Option<&str>) -> Result<Option<regex::Regex>> {
+    match pattern {
+        None | Some("") => Ok(None),
+        Some(p) => regex::Regex::new(p)
+            .map(Some)
+            .map_err(|e| PersistenceError::InvalidRegex {
+                pattern: p.to_string(),
+                reason: e.to_string(),
+            }),
+    }
 }
 
 /// A read of one key as an option: [`PersistenceError::KeyNotFound`] is `None`.
