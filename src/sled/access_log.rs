@@ -27,19 +27,20 @@
 //! of the `p` range is the pkam entry with the latest request time, ties going to the
 //! highest id (the last inserted).
 
-use super::db::{backend, unflushed_error, Durability, SledDb};
-use super::factory::SledStore;
+use super::db::{backend, Durability, SledDb};
 use super::layout::{self as lay, instant_bytes, prefix_end, read_u64};
 use super::staging::Staging;
-use super::writer::{self, GroupProcessor, WriteQueue};
+use super::store_core::{
+    self, chunked, lock, read_counter, run, GroupStore, StoreHandle, WriteGroup,
+};
+use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::model::{codec, AccessLogEntry, Clock, Timestamp};
 use crate::store::{AccessLog, Compactable, CompactedItem, ResultStream};
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::oneshot;
+use std::sync::{Arc, Mutex};
 
 pub(crate) const STORE: &str = "access log";
 /// The tree holding the access log.
@@ -83,13 +84,8 @@ pub(crate) struct Counters {
     count: u64,
 }
 
-struct Handle {
-    db: Arc<SledDb>,
-    tree: sled::Tree,
-}
-
 #[derive(Debug)]
-enum Op {
+pub(crate) enum Op {
     Append(AccessLogEntry),
     /// Removes up to `limit` of the oldest entries, none with an id above `boundary`.
     CompactChunk {
@@ -99,35 +95,21 @@ enum Op {
     Clear,
 }
 
-impl Op {
-    /// Whether the op needs the tree to be current (it scans), so it runs in its own batch.
-    fn exclusive(&self) -> bool {
-        !matches!(self, Op::Append(_))
-    }
-}
-
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     Id(u64),
     Ids(Vec<u64>),
     Unit,
 }
 
-pub(crate) struct Queued {
-    op: Op,
-    tx: oneshot::Sender<Result<Outcome>>,
-}
+type Queued = store_core::Queued<Op, Outcome>;
 
 /// Shared state of one access log.
 pub(crate) struct AlInner {
     settings: AccessLogSettings,
-    handle: RwLock<Option<Handle>>,
+    pub(crate) handle: StoreHandle,
     queue: WriteQueue<Queued>,
     pub(crate) counters: Mutex<Counters>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn corrupt(key: &[u8], reason: impl Into<String>) -> PersistenceError {
@@ -146,13 +128,6 @@ fn render_key(key: &[u8]) -> String {
             None => lay::render(key),
         },
         _ => lay::render(key),
-    }
-}
-
-fn read_counter(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
-    match tree.get(key).map_err(|e| backend("read counter", e))? {
-        Some(v) => read_u64(&v).ok_or_else(|| corrupt(key, "counter is not 8 bytes")),
-        None => Ok(0),
     }
 }
 
@@ -263,45 +238,14 @@ fn decode_entry(bytes: &[u8], key: &[u8]) -> Result<AccessLogEntry> {
 impl AlInner {
     pub(crate) fn open(db: Arc<SledDb>, settings: AccessLogSettings) -> Result<Arc<AlInner>> {
         let tree = db.tree(TREE)?;
-        let next_id = read_counter(&tree, NEXT_ID)?;
-        let count = read_counter(&tree, ENTRY_COUNT)?;
+        let next_id = read_counter(&tree, STORE, NEXT_ID)?.unwrap_or(0);
+        let count = read_counter(&tree, STORE, ENTRY_COUNT)?.unwrap_or(0);
         Ok(Arc::new(AlInner {
             settings,
-            handle: RwLock::new(Some(Handle { db, tree })),
+            handle: StoreHandle::new(STORE, db, tree),
             queue: WriteQueue::default(),
             counters: Mutex::new(Counters { next_id, count }),
         }))
-    }
-
-    /// Releases the database; later calls return `StoreClosed`.
-    pub(crate) fn close(&self) {
-        let handle = self
-            .handle
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(h) = handle {
-            // Best effort: a close should leave nothing in sled's buffers.
-            let _ = h.db.flush(Durability::Durable);
-        }
-    }
-
-    pub(crate) fn tree(&self) -> Result<sled::Tree> {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|h| h.tree.clone())
-            .ok_or(PersistenceError::StoreClosed { store: STORE })
-    }
-
-    fn db(&self) -> Result<Arc<SledDb>> {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|h| Arc::clone(&h.db))
-            .ok_or(PersistenceError::StoreClosed { store: STORE })
     }
 
     // ----- staged primitives (writer only) -----
@@ -451,68 +395,40 @@ impl AlInner {
         };
         Ok(())
     }
+}
+
+impl GroupStore for AlInner {
+    type Op = Op;
+    type Answer = Outcome;
+    const WRITE_GROUP: &'static str = "access log write group";
+    /// Empties the log; ids restart at 0.
+    const CLEAR: Op = Op::Clear;
+
+    fn handle(&self) -> &StoreHandle {
+        &self.handle
+    }
+
+    fn write_queue(&self) -> &WriteQueue<Queued> {
+        &self.queue
+    }
+
+    /// Compaction chunks and clears scan the tree, so they run alone.
+    fn exclusive(op: &Op) -> bool {
+        !matches!(op, Op::Append(_))
+    }
 
     /// Applies a run of appends as one batch.
     fn process_run(&self, db: &SledDb, tree: &sled::Tree, run: Vec<Queued>) {
-        let mut counters = lock(&self.counters);
-        let before = *counters;
-        let mut staging = Staging::new(tree);
-        let mut results = Vec::with_capacity(run.len());
-        for q in run {
-            let snapshot = *counters;
-            let r = match &q.op {
-                Op::Append(entry) => Self::append(&mut staging, &mut counters, entry),
-                // Exclusive ops never reach a run.
-                _ => Err(PersistenceError::invalid_argument(
-                    "op",
-                    "not a batched access-log operation",
-                )),
-            };
-            match r {
-                Ok(id) => {
-                    staging.commit_op();
-                    results.push((q.tx, Ok(Outcome::Id(id))));
-                }
-                Err(e) => {
-                    staging.rollback_op();
-                    *counters = snapshot;
-                    results.push((q.tx, Err(e)));
-                }
-            }
-        }
-        let after = *counters;
-        Self::stage_counters(&mut staging, &before, &after);
-        let wrote = !staging.is_empty();
-        if wrote {
-            if let Err(e) = staging.apply() {
-                // Nothing was written: report the failure to every operation of the group.
-                *counters = before;
-                let msg = e.to_string();
-                for (tx, _) in results {
-                    let _ = tx.send(Err(PersistenceError::Backend {
-                        context: "adding to access log".into(),
-                        source: msg.clone().into(),
-                    }));
-                }
-                return;
-            }
-        }
-        // The group is in the tree: the counters stay, whatever the flush says, so no id
-        // is handed out twice.
-        drop(counters);
-        let flushed = if wrote {
-            db.flush(self.settings.durability)
-        } else {
-            Ok(())
-        };
-        let flush_error = flushed.err().map(|e| e.to_string());
-        for (tx, r) in results {
-            let answer = match (&flush_error, r) {
-                (Some(msg), Ok(_)) => Err(unflushed_error(msg)),
-                (_, r) => r,
-            };
-            let _ = tx.send(answer);
-        }
+        let mut group = WriteGroup::stage(tree, &self.counters, run, |s, c, op| match op {
+            Op::Append(entry) => Self::append(s, c, &entry).map(Outcome::Id),
+            // Exclusive ops never reach a run.
+            _ => Err(PersistenceError::invalid_argument(
+                "op",
+                "not a batched access-log operation",
+            )),
+        });
+        group.stage_counters(|s, before, after| Self::stage_counters(s, before, after));
+        group.finish(db, self.settings.durability, "adding to access log", |o| o);
     }
 
     fn process_exclusive(&self, db: &SledDb, tree: &sled::Tree, q: Queued) {
@@ -532,68 +448,6 @@ impl AlInner {
         drop(counters);
         let r = r.and_then(|o| db.flush(self.settings.durability).map(|_| o));
         let _ = q.tx.send(r);
-    }
-}
-
-impl GroupProcessor for AlInner {
-    type Op = Queued;
-
-    fn queue(&self) -> &WriteQueue<Queued> {
-        &self.queue
-    }
-
-    fn process_group(&self, ops: Vec<Queued>) {
-        let (db, tree) = match (self.db(), self.tree()) {
-            (Ok(db), Ok(tree)) => (db, tree),
-            _ => {
-                for q in ops {
-                    let _ =
-                        q.tx.send(Err(PersistenceError::StoreClosed { store: STORE }));
-                }
-                return;
-            }
-        };
-        let mut run = Vec::new();
-        for q in ops {
-            if q.op.exclusive() {
-                if !run.is_empty() {
-                    self.process_run(&db, &tree, std::mem::take(&mut run));
-                }
-                self.process_exclusive(&db, &tree, q);
-            } else {
-                run.push(q);
-            }
-        }
-        if !run.is_empty() {
-            self.process_run(&db, &tree, run);
-        }
-    }
-}
-
-async fn run(inner: &Arc<AlInner>, op: Op) -> Result<Outcome> {
-    inner.tree()?;
-    let (tx, rx) = oneshot::channel();
-    writer::submit(inner, Queued { op, tx });
-    rx.await.map_err(|_| PersistenceError::Backend {
-        context: "access log write group".into(),
-        source: "the writer stopped before answering".into(),
-    })?
-}
-
-impl AlInner {
-    /// Empties the log (bundle `clear`); ids restart at 0.
-    pub(crate) async fn clear(self: &Arc<Self>) -> Result<()> {
-        run(self, Op::Clear).await.map(|_| ())
-    }
-}
-
-#[async_trait]
-impl SledStore for Arc<AlInner> {
-    async fn clear_store(&self) -> Result<()> {
-        self.clear().await
-    }
-    fn close_store(&self) {
-        self.close()
     }
 }
 
@@ -644,7 +498,7 @@ impl SledAccessLog {
     }
 
     fn most_visited(&self, kind: u8, n: usize) -> Result<Vec<(String, u64)>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -689,7 +543,7 @@ impl AccessLog for SledAccessLog {
     }
 
     async fn get_last_access_log_entry(&self) -> Result<Option<AccessLogEntry>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let last = tree
             .range(vec![ENTRY]..prefix_end(ENTRY))
             .next_back()
@@ -702,7 +556,7 @@ impl AccessLog for SledAccessLog {
     }
 
     async fn get_last_pkam_access_log_entry(&self) -> Result<Option<AccessLogEntry>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let last = tree
             .range(vec![PKAM]..prefix_end(PKAM))
             .keys()
@@ -725,7 +579,7 @@ impl AccessLog for SledAccessLog {
     }
 
     async fn iterate(&self) -> Result<ResultStream<AccessLogEntry>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let iter = tree.range(vec![ENTRY]..prefix_end(ENTRY));
         Ok(futures::stream::iter(iter.map(|item| {
             let (k, v) = item.map_err(|e| backend("iterate access log", e))?;
@@ -745,27 +599,19 @@ impl AccessLog for SledAccessLog {
     }
 
     async fn entries_count(&self) -> Result<u64> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(lock(&self.inner.counters).count)
     }
 
     async fn size_bytes(&self) -> Result<u64> {
-        self.inner.db()?.size_on_disk()
+        self.inner.handle.db()?.size_on_disk()
     }
-}
-
-/// State of a lazily advancing compaction.
-struct ChunkedCompaction {
-    inner: Arc<AlInner>,
-    boundary: u64,
-    buffer: std::vec::IntoIter<u64>,
-    done: bool,
 }
 
 #[async_trait]
 impl Compactable for SledAccessLog {
     async fn compact(&self, dry_run: bool) -> Result<ResultStream<CompactedItem>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let count = lock(&self.inner.counters).count;
         let pct = u64::from(self.inner.settings.compaction_percentage.min(100));
         // Exact integer arithmetic: floor(count * pct / 100), without overflow.
@@ -794,39 +640,25 @@ impl Compactable for SledAccessLog {
         let Some(boundary) = boundary else {
             return Ok(futures::stream::empty().boxed());
         };
-        let state = ChunkedCompaction {
-            inner: Arc::clone(&self.inner),
-            boundary,
-            buffer: Vec::new().into_iter(),
-            done: false,
-        };
-        Ok(futures::stream::unfold(state, |mut st| async move {
-            loop {
-                if let Some(id) = st.buffer.next() {
-                    return Some((Ok(CompactedItem::AccessLogId(id)), st));
-                }
-                if st.done {
-                    return None;
-                }
+        let inner = Arc::clone(&self.inner);
+        let chunks = chunked(move || {
+            let inner = Arc::clone(&inner);
+            async move {
                 let op = Op::CompactChunk {
-                    boundary: st.boundary,
+                    boundary,
                     limit: COMPACTION_CHUNK,
                 };
-                match run(&st.inner, op).await {
-                    Ok(Outcome::Ids(ids)) => {
-                        st.done = ids.len() < COMPACTION_CHUNK
-                            || ids.last().is_some_and(|&l| l >= st.boundary);
-                        st.buffer = ids.into_iter();
+                match run(&inner, op).await? {
+                    Outcome::Ids(ids) => {
+                        let done = ids.len() < COMPACTION_CHUNK
+                            || ids.last().is_some_and(|&l| l >= boundary);
+                        Ok((ids, !done))
                     }
-                    Ok(_) => st.done = true,
-                    Err(e) => {
-                        st.done = true;
-                        return Some((Err(e), st));
-                    }
+                    _ => Ok((Vec::new(), false)),
                 }
             }
-        })
-        .boxed())
+        });
+        Ok(chunks.map(|r| r.map(CompactedItem::AccessLogId)).boxed())
     }
 }
 

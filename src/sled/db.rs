@@ -108,6 +108,14 @@ pub(crate) fn unflushed_error(msg: &str) -> PersistenceError {
     }
 }
 
+/// The message of a caught panic, when it carried one.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+}
+
 /// Checks a storage path before anything is created: it must be non-empty, and must be a
 /// directory or not exist, with no file on the way to it.
 pub(crate) fn check_dir_path(field: &str, path: &Path) -> Result<()> {
@@ -203,10 +211,7 @@ impl SledDb {
                     })
                 }
                 Err(panic) => {
-                    let reason = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    let reason = panic_message(panic.as_ref())
                         .unwrap_or_else(|| "sled panicked while opening".into());
                     return Err(PersistenceError::CorruptStore {
                         path: path.to_path_buf(),

@@ -6,6 +6,7 @@ use super::config::SledPersistenceConfig;
 use super::db::{check_dir_path, DbOptions, SledDb};
 use super::keystore::{KeyStoreSettings, KsInner, SledKeyStore};
 use super::notifications::{NkInner, NotificationSettings, SledNotificationKeystore};
+use super::store_core::{self, GroupStore};
 use super::verify::Target;
 use crate::error::{PathDifference, PersistenceError, Result};
 use crate::store::{
@@ -28,9 +29,9 @@ pub(crate) trait SledStore: Send + Sync {
 }
 
 #[async_trait]
-impl SledStore for Arc<KsInner> {
+impl<S: GroupStore> SledStore for Arc<S> {
     async fn clear_store(&self) -> Result<()> {
-        self.clear().await
+        store_core::run(self, S::CLEAR).await.map(|_| ())
     }
     fn close_store(&self) {
         self.close()

@@ -6,11 +6,15 @@
 //! atomic sled batch by the group-commit writer ([`super::writer`]); reads go straight to
 //! the tree.
 
-use super::db::{backend, unflushed_error, Durability, SledDb};
+use super::db::{backend, Durability, SledDb};
 use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
 use super::staging::Staging;
-use super::writer::{self, GroupProcessor, WriteQueue};
+use super::store_core::{
+    self, first_instant, found, lock, read_counter, regex_of, remove_in_chunks, run, Broadcast,
+    GroupStore, Released, StoreHandle, TxnBuffer, WriteGroup,
+};
+use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::key;
 use crate::key::KeyPattern;
@@ -27,9 +31,8 @@ use futures::StreamExt;
 use sled::IVec;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{broadcast, oneshot};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 pub(crate) const STORE: &str = "keystore";
 pub(crate) const COMMIT_STORE: &str = "commit log";
@@ -72,11 +75,6 @@ impl Counters {
     }
 }
 
-struct Handle {
-    db: Arc<SledDb>,
-    tree: sled::Tree,
-}
-
 /// How a write builds its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WriteMode {
@@ -86,10 +84,9 @@ enum WriteMode {
     PutMeta,
 }
 
-/// One queued keystore operation.
 /// The arguments of a keystore write.
 #[derive(Debug)]
-struct WriteArgs {
+pub(crate) struct WriteArgs {
     key: String,
     value: Option<AtData>,
     meta: Option<AtMetaData>,
@@ -97,7 +94,8 @@ struct WriteArgs {
     options: WriteOptions,
 }
 
-enum KsOp {
+/// One keystore operation.
+pub(crate) enum KsOp {
     Write(Box<WriteArgs>),
     Remove {
         key: String,
@@ -144,7 +142,7 @@ enum KsOp {
 
 /// What an operation returns.
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     Id(Option<i64>),
     Count(u64),
     Keys(Vec<String>),
@@ -152,18 +150,15 @@ enum Outcome {
     Unit,
 }
 
-pub(crate) struct Queued {
-    op: KsOp,
-    tx: oneshot::Sender<Result<Outcome>>,
-}
+type Queued = store_core::Queued<KsOp, Outcome>;
 
 /// Shared state of one keystore (and its commit log).
 pub(crate) struct KsInner {
     settings: KeyStoreSettings,
-    handle: RwLock<Option<Handle>>,
+    pub(crate) handle: StoreHandle,
     queue: WriteQueue<Queued>,
     pub(crate) counters: Mutex<Counters>,
-    events: RwLock<Option<broadcast::Sender<KeyStoreChange>>>,
+    events: Broadcast<KeyStoreChange>,
     hooks: RemoveHooks,
     /// Records decoded while opening (a test-support probe: must stay a small constant).
     #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
@@ -177,21 +172,6 @@ impl std::fmt::Debug for KsInner {
             .field("commit_log", &self.settings.commit_log)
             .finish()
     }
-}
-
-fn read_counter_i64(tree: &sled::Tree, key: &[u8], default: i64) -> Result<i64> {
-    match tree.get(key).map_err(|e| backend("read counter", e))? {
-        Some(v) => lay::read_i64(&v).ok_or_else(|| PersistenceError::CorruptRecord {
-            store: STORE,
-            key: lay::render(key),
-            reason: "counter is not 8 bytes".into(),
-        }),
-        None => Ok(default),
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn decode_record(bytes: &[u8], key: &str) -> Result<AtData> {
@@ -236,7 +216,7 @@ struct OpResult {
 impl KsInner {
     pub(crate) fn open(db: Arc<SledDb>, settings: KeyStoreSettings) -> Result<Arc<KsInner>> {
         let tree = db.tree(TREE)?;
-        let stored_hwm = read_counter_i64(&tree, lay::HWM, -1)?;
+        let stored_hwm = read_counter(&tree, STORE, lay::HWM)?.map_or(-1, |v| v as i64);
         // One seek: the newest entry's id (see `Counters`).
         let newest = tree
             .range(vec![lay::COMMIT]..lay::prefix_end(lay::COMMIT))
@@ -246,12 +226,12 @@ impl KsInner {
             .map_err(|e| backend("reading the newest commit id", e))?
             .and_then(|k| lay::commit_id_of(&k));
         let hwm = stored_hwm.max(newest.unwrap_or(-1));
-        let commit_count = read_counter_i64(&tree, lay::COMMIT_COUNT, 0)? as u64;
-        let key_count = read_counter_i64(&tree, lay::KEY_COUNT, 0)? as u64;
-        let (tx, _) = broadcast::channel(settings.change_buffer.max(1));
+        let commit_count = read_counter(&tree, STORE, lay::COMMIT_COUNT)?.unwrap_or(0);
+        let key_count = read_counter(&tree, STORE, lay::KEY_COUNT)?.unwrap_or(0);
+        let events = Broadcast::new(settings.change_buffer);
         Ok(Arc::new(KsInner {
             settings,
-            handle: RwLock::new(Some(Handle { db, tree })),
+            handle: StoreHandle::new(STORE, db, tree),
             queue: WriteQueue::default(),
             counters: Mutex::new(Counters {
                 hwm,
@@ -260,65 +240,27 @@ impl KsInner {
                 stored_hwm,
                 hwm_entry_live: newest == Some(hwm),
             }),
-            events: RwLock::new(Some(tx)),
+            events,
             hooks: RemoveHooks::default(),
             decoded_at_open: AtomicU64::new(0),
         }))
     }
 
-    /// Releases the database. Later calls on any handle return `StoreClosed`; change
-    /// streams end.
-    pub(crate) fn close(&self) {
-        let handle = self
-            .handle
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(h) = handle {
-            // Best effort: a close should leave nothing in sled's buffers.
-            let _ = h.db.flush(Durability::Durable);
-        }
-        self.events
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-    }
-
     /// The stored record bytes under the canonical key `canonical`: one sled read, with
     /// neither a copy of the tree handle nor a heap-allocated storage key.
     fn read_stored(&self, canonical: &str, context: &str) -> Result<Option<IVec>> {
-        let guard = self.handle.read().unwrap_or_else(|p| p.into_inner());
-        let h = guard
-            .as_ref()
-            .ok_or(PersistenceError::StoreClosed { store: STORE })?;
-        let k = canonical.as_bytes();
-        let mut buf = [0u8; 96];
-        let read = if k.len() < buf.len() {
-            buf[0] = lay::RECORD;
-            buf[1..=k.len()].copy_from_slice(k);
-            h.tree.get(&buf[..=k.len()])
-        } else {
-            h.tree.get(prefixed(lay::RECORD, k))
-        };
+        let read = self.handle.with(|h| {
+            let k = canonical.as_bytes();
+            let mut buf = [0u8; 96];
+            if k.len() < buf.len() {
+                buf[0] = lay::RECORD;
+                buf[1..=k.len()].copy_from_slice(k);
+                h.tree.get(&buf[..=k.len()])
+            } else {
+                h.tree.get(prefixed(lay::RECORD, k))
+            }
+        })?;
         read.map_err(|e| backend(context, e))
-    }
-
-    pub(crate) fn tree(&self) -> Result<sled::Tree> {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|h| h.tree.clone())
-            .ok_or(PersistenceError::StoreClosed { store: STORE })
-    }
-
-    fn db(&self) -> Result<Arc<SledDb>> {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|h| Arc::clone(&h.db))
-            .ok_or(PersistenceError::StoreClosed { store: STORE })
     }
 
     fn now(&self) -> Timestamp {
@@ -329,23 +271,6 @@ impl KsInner {
     #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
     pub(crate) fn decoded_at_open(&self) -> u64 {
         self.decoded_at_open.load(Ordering::Relaxed)
-    }
-
-    fn emit(&self, events: Vec<KeyStoreChange>) {
-        if events.is_empty() {
-            return;
-        }
-        if let Some(tx) = self
-            .events
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            for e in events {
-                // No subscriber is not an error.
-                let _ = tx.send(e);
-            }
-        }
     }
 
     // ----- staged primitives (writer only) -----
@@ -370,7 +295,7 @@ impl KsInner {
         match self.read_record(s, key) {
             Ok(r) => Ok((r, false)),
             Err(PersistenceError::CorruptRecord { .. }) => {
-                let tree = self.tree()?;
+                let tree = self.handle.tree()?;
                 for prefix in [lay::EXPIRY, lay::AVAILABLE, lay::CREATED] {
                     for k in tree.range(vec![prefix]..lay::prefix_end(prefix)).keys() {
                         let k = k.map_err(|e| backend("index scan", e))?;
@@ -863,10 +788,9 @@ impl KsInner {
                 .map_err(|e| backend("clear", e))?;
             c.stored_hwm = c.hwm;
         }
+        let durability = self.settings.durability;
         // 1. Records, with their indexes and commit entries.
-        loop {
-            let mut local = *c;
-            let mut s = Staging::new(tree);
+        let records = |s: &mut Staging<'_>, local: &mut Counters| {
             let mut n = 0;
             for item in tree
                 .range(vec![lay::RECORD]..lay::prefix_end(lay::RECORD))
@@ -875,7 +799,7 @@ impl KsInner {
                 let (k, v) = item.map_err(|e| backend("clear", e))?;
                 let key = String::from_utf8_lossy(&k[1..]).into_owned();
                 match decode_record(&v, &key) {
-                    Ok(old) => Self::delete_record(&mut s, &mut local, &key, &old),
+                    Ok(old) => Self::delete_record(s, local, &key, &old),
                     // An undecodable record goes alone; its index entries (if any) are
                     // swept in step 3.
                     Err(_) => {
@@ -883,22 +807,14 @@ impl KsInner {
                         local.key_count = local.key_count.saturating_sub(1);
                     }
                 }
-                Self::purge(&mut s, &mut local, &key)?;
+                Self::purge(s, local, &key)?;
                 n += 1;
             }
-            if n == 0 {
-                break;
-            }
-            Self::stage_counters(&mut s, c, &mut local);
-            s.apply()?;
-            // The chunk is applied: the counters follow it even if the flush fails.
-            *c = local;
-            db.flush(self.settings.durability)?;
-        }
+            Ok(n)
+        };
+        remove_in_chunks(db, tree, durability, c, records, Self::stage_counters)?;
         // 2. Commit entries without a record (tombstones), with their pointers.
-        loop {
-            let mut local = *c;
-            let mut s = Staging::new(tree);
+        let tombstones = |s: &mut Staging<'_>, local: &mut Counters| {
             let mut n = 0;
             for item in tree
                 .range(vec![lay::COMMIT_BY_KEY]..lay::prefix_end(lay::COMMIT_BY_KEY))
@@ -907,20 +823,14 @@ impl KsInner {
             {
                 let k = item.map_err(|e| backend("clear", e))?;
                 let at_key = String::from_utf8_lossy(&k[1..]).into_owned();
-                Self::purge(&mut s, &mut local, &at_key)?;
+                Self::purge(s, local, &at_key)?;
                 n += 1;
             }
-            if n == 0 {
-                break;
-            }
-            Self::stage_counters(&mut s, c, &mut local);
-            s.apply()?;
-            // The chunk is applied: the counters follow it even if the flush fails.
-            *c = local;
-            db.flush(self.settings.durability)?;
-        }
+            Ok(n)
+        };
+        remove_in_chunks(db, tree, durability, c, tombstones, Self::stage_counters)?;
         // 3. Anything left (legacy duplicates, entries of undecodable records).
-        db.sweep_tree(tree, self.settings.durability, CHUNK, "clear")?;
+        db.sweep_tree(tree, durability, CHUNK, "clear")?;
         let mut batch = sled::Batch::default();
         c.hwm = -1;
         c.stored_hwm = -1;
@@ -932,110 +842,66 @@ impl KsInner {
         batch.insert(lay::COMMIT_COUNT, &0u64.to_be_bytes()[..]);
         tree.apply_batch(batch).map_err(|e| backend("clear", e))
     }
-
-    /// Applies one run of operations (no `Clear` among them) as one batch.
-    fn process_run(&self, handle: (&Arc<SledDb>, &sled::Tree), run: Vec<Queued>) {
-        let (db, tree) = handle;
-        let mut counters = lock(&self.counters);
-        let before = *counters;
-        let mut staging = Staging::new(tree);
-        let mut results: Vec<(oneshot::Sender<Result<Outcome>>, Result<OpResult>)> =
-            Vec::with_capacity(run.len());
-        for q in run {
-            let snapshot = *counters;
-            match self.apply_op(&mut staging, &mut counters, q.op) {
-                Ok(r) => {
-                    staging.commit_op();
-                    results.push((q.tx, Ok(r)));
-                }
-                Err(e) => {
-                    staging.rollback_op();
-                    *counters = snapshot;
-                    results.push((q.tx, Err(e)));
-                }
-            }
-        }
-        Self::stage_counters(&mut staging, &before, &mut counters);
-        let wrote = !staging.is_empty();
-        if wrote {
-            if let Err(e) = staging.apply() {
-                // Nothing was written: report the failure to every operation of the group.
-                *counters = before;
-                let msg = e.to_string();
-                for (tx, _) in results {
-                    let _ = tx.send(Err(PersistenceError::Backend {
-                        context: "applying a write group".into(),
-                        source: msg.clone().into(),
-                    }));
-                }
-                return;
-            }
-        }
-        // The group is in the tree: the counters stay as they are now, whatever the flush
-        // says, so no commit id is handed out twice.
-        drop(counters);
-        let flushed = if wrote {
-            db.flush(self.settings.durability)
-        } else {
-            Ok(())
-        };
-        let flush_error = flushed.err().map(|e| e.to_string());
-        for (tx, r) in results {
-            let answer = r.and_then(|r| {
-                // Readers already see the change, so subscribers hear of it too.
-                self.emit(r.events);
-                match &flush_error {
-                    None => Ok(r.outcome),
-                    Some(msg) => Err(unflushed_error(msg)),
-                }
-            });
-            let _ = tx.send(answer);
-        }
-    }
 }
 
 fn unreachable_clear() -> Outcome {
-    // `Clear` is handled by `process_group` before `apply_op` is reached.
+    // `Clear` is exclusive: `process_exclusive` applies it, `apply_op` never sees it.
     Outcome::Unit
 }
 
-impl GroupProcessor for KsInner {
-    type Op = Queued;
+impl GroupStore for KsInner {
+    type Op = KsOp;
+    type Answer = Outcome;
+    const WRITE_GROUP: &'static str = "write group";
+    /// Empties the keystore and its commit log and resets commit numbering.
+    const CLEAR: KsOp = KsOp::Clear;
 
-    fn queue(&self) -> &WriteQueue<Queued> {
+    fn handle(&self) -> &StoreHandle {
+        &self.handle
+    }
+
+    fn write_queue(&self) -> &WriteQueue<Queued> {
         &self.queue
     }
 
-    fn process_group(&self, ops: Vec<Queued>) {
-        let (db, tree) = match (self.db(), self.tree()) {
-            (Ok(db), Ok(tree)) => (db, tree),
-            _ => {
-                for q in ops {
-                    let _ =
-                        q.tx.send(Err(PersistenceError::StoreClosed { store: STORE }));
-                }
-                return;
-            }
-        };
-        let mut run = Vec::new();
-        for q in ops {
-            if matches!(q.op, KsOp::Clear) {
-                if !run.is_empty() {
-                    self.process_run((&db, &tree), std::mem::take(&mut run));
-                }
-                let mut counters = lock(&self.counters);
-                let r = self
-                    .clear_tree(&db, &tree, &mut counters)
-                    .and_then(|_| db.flush(self.settings.durability));
-                drop(counters);
-                let _ = q.tx.send(r.map(|_| Outcome::Unit));
-            } else {
-                run.push(q);
-            }
-        }
-        if !run.is_empty() {
-            self.process_run((&db, &tree), run);
-        }
+    /// `Clear` scans the tree, so it runs alone.
+    fn exclusive(op: &KsOp) -> bool {
+        matches!(op, KsOp::Clear)
+    }
+
+    /// Applies one run of operations (no `Clear` among them) as one batch.
+    fn process_run(&self, db: &SledDb, tree: &sled::Tree, run: Vec<Queued>) {
+        let mut group = WriteGroup::stage(tree, &self.counters, run, |s, c, op| {
+            self.apply_op(s, c, op)
+        });
+        group.stage_counters(Self::stage_counters);
+        group.finish(
+            db,
+            self.settings.durability,
+            "applying a write group",
+            |r| {
+                // Readers already see the change, so subscribers hear of it too.
+                self.events.send_all(r.events);
+                r.outcome
+            },
+        );
+    }
+
+    /// Applies a `Clear`, the only exclusive operation.
+    fn process_exclusive(&self, db: &SledDb, tree: &sled::Tree, q: Queued) {
+        let mut counters = lock(&self.counters);
+        let r = self
+            .clear_tree(db, tree, &mut counters)
+            .and_then(|_| db.flush(self.settings.durability));
+        drop(counters);
+        let _ = q.tx.send(r.map(|_| Outcome::Unit));
+    }
+
+    /// Releases the database. Later calls on any handle return `StoreClosed`; change
+    /// streams end.
+    fn close(&self) {
+        self.handle.close();
+        self.events.close();
     }
 }
 
@@ -1058,6 +924,28 @@ impl SledKeyStore {
         SledKeyStore { inner }
     }
 
+    /// Validates `key` and writes through the group writer; the new commit id, if any.
+    async fn write(
+        &self,
+        key: &str,
+        value: Option<AtData>,
+        meta: Option<AtMetaData>,
+        mode: WriteMode,
+        options: WriteOptions,
+    ) -> Result<Option<i64>> {
+        let key = validate_write_key(key)?;
+        let args = WriteArgs {
+            key,
+            value,
+            meta,
+            mode,
+            options,
+        };
+        run(&self.inner, KsOp::Write(Box::new(args)))
+            .await
+            .map(expect_id)
+    }
+
     /// This keystore's commit log as its concrete type, for the crate's own tests.
     #[cfg(feature = "test-support")]
     #[doc(hidden)]
@@ -1076,17 +964,6 @@ impl SledKeyStore {
     }
 }
 
-async fn run(inner: &Arc<KsInner>, op: KsOp) -> Result<Outcome> {
-    // Fail fast on a closed store without queueing.
-    inner.tree()?;
-    let (tx, rx) = oneshot::channel();
-    writer::submit(inner, Queued { op, tx });
-    rx.await.map_err(|_| PersistenceError::Backend {
-        context: "write group".into(),
-        source: "the writer stopped before answering".into(),
-    })?
-}
-
 fn expect_id(o: Outcome) -> Option<i64> {
     match o {
         Outcome::Id(id) => id,
@@ -1100,23 +977,7 @@ fn validate_write_key(key: &str) -> Result<String> {
     Ok(canonical)
 }
 
-fn regex_of(pattern: Option<&str>) -> Result<Option<regex::Regex>> {
-    match pattern {
-        None => Ok(None),
-        Some(p) => regex::Regex::new(p)
-            .map(Some)
-            .map_err(|e| PersistenceError::InvalidRegex {
-                pattern: p.to_string(),
-                reason: e.to_string(),
-            }),
-    }
-}
-
 impl KsInner {
-    async fn run_hooks(&self, pre: bool, args: &RemoveHookArgs) -> Result<()> {
-        self.hooks.run(pre, args).await
-    }
-
     /// Keys that are expired or not yet available at `now`, from the two indexes.
     fn unavailable(&self, tree: &sled::Tree, now: Timestamp) -> Result<HashSet<Vec<u8>>> {
         let mut out = HashSet::new();
@@ -1172,61 +1033,35 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn put(&self, key: &str, value: AtData, options: WriteOptions) -> Result<Option<i64>> {
-        let key = validate_write_key(key)?;
-        run(
-            &self.inner,
-            KsOp::Write(Box::new(WriteArgs {
-                key,
-                value: Some(value),
-                meta: None,
-                mode: WriteMode::Put,
-                options,
-            })),
-        )
-        .await
-        .map(expect_id)
+        self.write(key, Some(value), None, WriteMode::Put, options)
+            .await
     }
 
     async fn create(&self, key: &str, value: AtData, options: WriteOptions) -> Result<Option<i64>> {
-        let key = validate_write_key(key)?;
-        run(
-            &self.inner,
-            KsOp::Write(Box::new(WriteArgs {
-                key,
-                value: Some(value),
-                meta: None,
-                mode: WriteMode::Create,
-                options,
-            })),
-        )
-        .await
-        .map(expect_id)
+        self.write(key, Some(value), None, WriteMode::Create, options)
+            .await
     }
 
     async fn remove(&self, key: &str, options: RemoveOptions) -> Result<Option<i64>> {
         let key = validate_write_key(key)?;
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         let args = RemoveHookArgs {
             key: key.clone(),
             skip_commit: options.skip_commit,
         };
-        self.inner.run_hooks(true, &args).await?;
-        let id = run(&self.inner, KsOp::Remove { key, options })
-            .await
-            .map(expect_id)?;
-        self.inner.run_hooks(false, &args).await?;
-        Ok(id)
+        let remove = run(&self.inner, KsOp::Remove { key, options });
+        self.inner.hooks.around(&args, remove).await.map(expect_id)
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let canonical = canonical(key);
         tree.contains_key(prefixed(lay::RECORD, canonical.as_bytes()))
             .map_err(|e| backend("exists", e))
     }
 
     async fn get_keys(&self, regex: Option<&str>) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let re = regex_of(regex)?;
         let hidden = self.inner.unavailable(&tree, self.inner.now())?;
         let iter = tree
@@ -1251,61 +1086,29 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn get_expired_keys(&self) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let keys = self.inner.expired_keys(&tree, self.inner.now())?;
         Ok(futures::stream::iter(keys.into_iter().map(Ok)).boxed())
     }
 
     async fn delete_expired_keys(&self) -> Result<bool> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let now = self.inner.now();
         let keys = self.inner.expired_keys(&tree, now)?;
-        if keys.is_empty() {
-            return Ok(true);
-        }
-        let mut first_error = None;
-        let mut cleared = Vec::with_capacity(keys.len());
-        for key in keys {
-            let args = RemoveHookArgs {
-                key: key.clone(),
-                skip_commit: true,
-            };
-            match self.inner.run_hooks(true, &args).await {
-                Ok(()) => cleared.push(key),
-                Err(e) => {
-                    first_error.get_or_insert(e);
+        let inner = &self.inner;
+        inner
+            .hooks
+            .sweep(keys, |keys| async move {
+                match run(inner, KsOp::ExpireRemove { keys, as_of: now }).await? {
+                    Outcome::Keys(k) => Ok(k),
+                    _ => Ok(Vec::new()),
                 }
-            }
-        }
-        let removed = match run(
-            &self.inner,
-            KsOp::ExpireRemove {
-                keys: cleared,
-                as_of: now,
-            },
-        )
-        .await?
-        {
-            Outcome::Keys(k) => k,
-            _ => Vec::new(),
-        };
-        for key in removed {
-            let args = RemoveHookArgs {
-                key,
-                skip_commit: true,
-            };
-            if let Err(e) = self.inner.run_hooks(false, &args).await {
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(true),
-        }
+            })
+            .await
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<BTreeMap<String, AtData>> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         let mut out = BTreeMap::new();
         for k in keys {
             let canonical = canonical(k);
@@ -1323,7 +1126,7 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn remove_many(&self, keys: &[&str], skip_commit: bool) -> Result<u64> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let mut seen = HashSet::new();
         let mut canon = Vec::new();
         for k in keys {
@@ -1333,54 +1136,26 @@ impl KeyValueStore<AtData> for SledKeyStore {
             }
         }
         // Hooks run for the keys present now; the writer re-checks presence.
-        let mut present = Vec::with_capacity(canon.len());
-        for c in canon {
-            if tree
-                .contains_key(prefixed(lay::RECORD, c.as_bytes()))
-                .map_err(|e| backend("remove_many", e))?
-            {
-                let args = RemoveHookArgs {
-                    key: c.clone(),
-                    skip_commit,
-                };
-                self.inner.run_hooks(true, &args).await?;
-                present.push(c);
-            }
-        }
-        if present.is_empty() {
-            return Ok(0);
-        }
-        let removed = match run(
-            &self.inner,
-            KsOp::RemoveMany {
-                keys: present.clone(),
-                skip_commit,
-            },
-        )
-        .await?
-        {
-            Outcome::Count(n) => n,
-            _ => 0,
+        let present = |c: &str| {
+            tree.contains_key(prefixed(lay::RECORD, c.as_bytes()))
+                .map_err(|e| backend("remove_many", e))
         };
-        for c in present {
-            let args = RemoveHookArgs {
-                key: c,
-                skip_commit,
-            };
-            self.inner.run_hooks(false, &args).await?;
-        }
-        Ok(removed)
+        let inner = &self.inner;
+        inner
+            .hooks
+            .around_many(canon, skip_commit, present, |keys| async move {
+                match run(inner, KsOp::RemoveMany { keys, skip_commit }).await? {
+                    Outcome::Count(n) => Ok(n),
+                    _ => Ok(0),
+                }
+            })
+            .await
     }
 
     async fn next_expires_at(&self) -> Result<Option<Timestamp>> {
-        let tree = self.inner.tree()?;
-        let first = tree
-            .range(vec![lay::EXPIRY]..lay::prefix_end(lay::EXPIRY))
-            .keys()
-            .next()
-            .transpose()
-            .map_err(|e| backend("next_expires_at", e))?;
-        Ok(first.and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
+        let tree = self.inner.handle.tree()?;
+        let (from, to) = (vec![lay::EXPIRY], lay::prefix_end(lay::EXPIRY));
+        first_instant(&tree, from, to, "next_expires_at")
     }
 
     async fn peek_expired(
@@ -1388,20 +1163,16 @@ impl KeyValueStore<AtData> for SledKeyStore {
         as_of: Option<Timestamp>,
         limit: Option<usize>,
     ) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let as_of = as_of.unwrap_or_else(|| self.inner.now());
-        let limit = limit.unwrap_or(usize::MAX);
-        let iter = tree
-            .range(vec![lay::EXPIRY]..lay::timed_bound(lay::EXPIRY, as_of.plus_millis(1)))
-            .keys()
-            .take(limit);
-        Ok(futures::stream::iter(iter.map(|item| {
-            let k = item.map_err(|e| backend("peek_expired", e))?;
-            Ok(lay::split_timed(&k)
-                .map(|(_, key)| String::from_utf8_lossy(key).into_owned())
-                .unwrap_or_default())
-        }))
-        .boxed())
+        let to = lay::timed_bound(lay::EXPIRY, as_of.plus_millis(1));
+        Ok(indexed_keys(
+            &tree,
+            vec![lay::EXPIRY],
+            to,
+            limit,
+            "peek_expired",
+        ))
     }
 
     fn supports_snapshots(&self) -> bool {
@@ -1409,24 +1180,24 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     async fn snapshot(&self) -> Result<Box<dyn KeyStoreSnapshot<AtData>>> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(Box::new(SledSnapshot {
             store: self.clone(),
-            released: AtomicBool::new(false),
+            released: Released::default(),
         }))
     }
 
     async fn begin_transaction(&self) -> Result<Arc<dyn KeyStoreTxn<AtData>>> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(Arc::new(SledTxn {
             store: self.clone(),
-            state: Mutex::new(TxnState::default()),
+            state: Mutex::new(TxnBuffer::default()),
         }))
     }
 
     async fn stats(&self) -> Result<KeyStoreStats> {
-        let tree = self.inner.tree()?;
-        let db = self.inner.db()?;
+        let tree = self.inner.handle.tree()?;
+        let db = self.inner.handle.db()?;
         let count = |prefix: u8| -> Result<u64> {
             let mut n = 0;
             for k in tree.range(vec![prefix]..lay::prefix_end(prefix)).keys() {
@@ -1455,14 +1226,9 @@ impl KeyValueStore<AtData> for SledKeyStore {
     }
 
     fn changes(&self) -> ChangeStream {
-        let rx = self
-            .inner
+        self.inner
             .events
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|tx| tx.subscribe());
-        change_stream(rx)
+            .stream(|missed| KeyStoreChange::Lagged { missed })
     }
 
     fn add_pre_remove_hook(&self, hook: RemoveHook) {
@@ -1471,23 +1237,6 @@ impl KeyValueStore<AtData> for SledKeyStore {
 
     fn add_post_remove_hook(&self, hook: RemoveHook) {
         self.inner.hooks.add(false, hook);
-    }
-}
-
-/// Turns a broadcast receiver into a change stream with the lag rule.
-pub(crate) fn change_stream(rx: Option<broadcast::Receiver<KeyStoreChange>>) -> ChangeStream {
-    match rx {
-        None => futures::stream::empty().boxed(),
-        Some(rx) => futures::stream::unfold(rx, |mut rx| async move {
-            match rx.recv().await {
-                Ok(ev) => Some((ev, rx)),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    Some((KeyStoreChange::Lagged { missed }, rx))
-                }
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        })
-        .boxed(),
     }
 }
 
@@ -1509,35 +1258,14 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
         metadata: AtMetaData,
         options: WriteOptions,
     ) -> Result<Option<i64>> {
-        let key = validate_write_key(key)?;
-        run(
-            &self.inner,
-            KsOp::Write(Box::new(WriteArgs {
-                key,
-                value: None,
-                meta: Some(metadata),
-                mode: WriteMode::PutMeta,
-                options,
-            })),
-        )
-        .await
-        .map(expect_id)
+        self.write(key, None, Some(metadata), WriteMode::PutMeta, options)
+            .await
     }
 
     async fn put_all(&self, key: &str, value: AtData, metadata: AtMetaData) -> Result<Option<i64>> {
-        let key = validate_write_key(key)?;
-        run(
-            &self.inner,
-            KsOp::Write(Box::new(WriteArgs {
-                key,
-                value: Some(value),
-                meta: Some(metadata),
-                mode: WriteMode::PutAll,
-                options: WriteOptions::default(),
-            })),
-        )
-        .await
-        .map(expect_id)
+        let options = WriteOptions::default();
+        self.write(key, Some(value), Some(metadata), WriteMode::PutAll, options)
+            .await
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<AtMetaData>> {
@@ -1583,7 +1311,7 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
         options: ScanOptions,
     ) -> Result<ResultStream<KeyEntry<AtData, AtMetaData>>> {
         predicate.validate()?;
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let keys = self.scan_iter(
             pattern,
             ScanOptions {
@@ -1622,18 +1350,15 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
     }
 
     async fn next_available_at(&self, as_of: Option<Timestamp>) -> Result<Option<Timestamp>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let as_of = as_of.unwrap_or_else(|| self.inner.now());
-        let first = tree
-            .range(
-                lay::timed_bound(lay::AVAILABLE, as_of.plus_millis(1))
-                    ..lay::prefix_end(lay::AVAILABLE),
-            )
-            .keys()
-            .next()
-            .transpose()
-            .map_err(|e| backend("next_available_at", e))?;
-        Ok(first.and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
+        let from = lay::timed_bound(lay::AVAILABLE, as_of.plus_millis(1));
+        first_instant(
+            &tree,
+            from,
+            lay::prefix_end(lay::AVAILABLE),
+            "next_available_at",
+        )
     }
 
     async fn peek_newly_available(
@@ -1642,26 +1367,36 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
         as_of: Option<Timestamp>,
         limit: Option<usize>,
     ) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let as_of = as_of.unwrap_or_else(|| self.inner.now());
         if as_of <= since {
             return Ok(futures::stream::empty().boxed());
         }
-        let iter = tree
-            .range(
-                lay::timed_bound(lay::AVAILABLE, since.plus_millis(1))
-                    ..lay::timed_bound(lay::AVAILABLE, as_of.plus_millis(1)),
-            )
-            .keys()
-            .take(limit.unwrap_or(usize::MAX));
-        Ok(futures::stream::iter(iter.map(|item| {
-            let k = item.map_err(|e| backend("peek_newly_available", e))?;
-            Ok(lay::split_timed(&k)
-                .map(|(_, key)| String::from_utf8_lossy(key).into_owned())
-                .unwrap_or_default())
-        }))
-        .boxed())
+        let from = lay::timed_bound(lay::AVAILABLE, since.plus_millis(1));
+        let to = lay::timed_bound(lay::AVAILABLE, as_of.plus_millis(1));
+        Ok(indexed_keys(&tree, from, to, limit, "peek_newly_available"))
     }
+}
+
+/// The keys of the time-index entries in `[from, to)`, in time order, at most `limit`.
+fn indexed_keys(
+    tree: &sled::Tree,
+    from: Vec<u8>,
+    to: Vec<u8>,
+    limit: Option<usize>,
+    context: &'static str,
+) -> ResultStream<String> {
+    let iter = tree
+        .range(from..to)
+        .keys()
+        .take(limit.unwrap_or(usize::MAX));
+    futures::stream::iter(iter.map(move |item| {
+        let k = item.map_err(|e| backend(context, e))?;
+        Ok(lay::split_timed(&k)
+            .map(|(_, key)| String::from_utf8_lossy(key).into_owned())
+            .unwrap_or_default())
+    }))
+    .boxed()
 }
 
 type KeyIter = Box<dyn Iterator<Item = Result<String>> + Send>;
@@ -1669,7 +1404,7 @@ type KeyIter = Box<dyn Iterator<Item = Result<String>> + Send>;
 impl SledKeyStore {
     /// The keys `scan_keys` yields before skip and limit.
     fn scan_iter(&self, pattern: &KeyPattern, options: ScanOptions) -> Result<KeyIter> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let hidden = if options.include_expired {
             None
         } else {
@@ -1721,71 +1456,30 @@ fn index_then_rest(tree: &sled::Tree, prefix: u8) -> Result<KeyIter> {
 /// A live-reading snapshot (sled 0.34 has no read snapshot).
 struct SledSnapshot {
     store: SledKeyStore,
-    released: AtomicBool,
+    released: Released,
 }
 
 #[async_trait]
 impl KeyStoreSnapshot<AtData> for SledSnapshot {
     async fn get(&self, key: &str) -> Result<Option<AtData>> {
-        if self.released.load(Ordering::SeqCst) {
-            return Err(PersistenceError::SnapshotReleased);
-        }
-        match self.store.get(key).await {
-            Ok(d) => Ok(Some(d)),
-            Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.released.check()?;
+        found(self.store.get(key).await)
     }
 
     async fn scan_keys(&self, pattern: &KeyPattern) -> Result<ResultStream<String>> {
-        if self.released.load(Ordering::SeqCst) {
-            return Err(PersistenceError::SnapshotReleased);
-        }
+        self.released.check()?;
         self.store.scan_keys(pattern, ScanOptions::default()).await
     }
 
     async fn release(&self) {
-        self.released.store(true, Ordering::SeqCst);
+        self.released.release();
     }
-}
-
-#[derive(Default)]
-struct TxnState {
-    /// Buffered operations in the order of each key's last operation.
-    ops: Vec<(String, Option<AtData>)>,
-    committed: bool,
-}
-
-impl TxnState {
-    fn buffer(&mut self, key: String, value: Option<AtData>) -> Result<()> {
-        if self.committed {
-            return Err(txn_used());
-        }
-        self.ops.retain(|(k, _)| *k != key);
-        self.ops.push((key, value));
-        Ok(())
-    }
-
-    fn lookup(&self, key: &str) -> Result<Option<Option<AtData>>> {
-        if self.committed {
-            return Err(txn_used());
-        }
-        Ok(self
-            .ops
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone()))
-    }
-}
-
-fn txn_used() -> PersistenceError {
-    PersistenceError::invalid_argument("transaction", "the transaction has already been committed")
 }
 
 /// A keystore transaction: a buffer applied as one atomic write group.
 struct SledTxn {
     store: SledKeyStore,
-    state: Mutex<TxnState>,
+    state: Mutex<TxnBuffer<AtData>>,
 }
 
 #[async_trait]
@@ -1802,18 +1496,14 @@ impl KeyStoreTxn<AtData> for SledTxn {
 
     async fn get(&self, key: &str) -> Result<Option<AtData>> {
         let canonical = key::canonical_key(key);
-        let buffered = lock(&self.state).lookup(&canonical)?;
+        let buffered = lock(&self.state).lookup(&canonical)?.cloned();
         match buffered {
             Some(Some(mut v)) => {
                 v.key = Some(canonical);
                 Ok(Some(v))
             }
             Some(None) => Ok(None),
-            None => match self.store.get(key).await {
-                Ok(d) => Ok(Some(d)),
-                Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            },
+            None => found(self.store.get(key).await),
         }
     }
 
@@ -1822,17 +1512,9 @@ impl KeyStoreTxn<AtData> for SledTxn {
     }
 
     async fn commit(&self) -> Result<()> {
-        let ops = {
-            let mut st = lock(&self.state);
-            if st.committed {
-                return Err(txn_used());
-            }
-            st.committed = true;
-            std::mem::take(&mut st.ops)
-        };
-        if ops.is_empty() {
+        let Some(ops) = lock(&self.state).commit()? else {
             return Ok(());
-        }
+        };
         run(&self.store.inner, KsOp::Txn { ops }).await.map(|_| ())
     }
 }
@@ -1841,7 +1523,7 @@ impl KeyStoreTxn<AtData> for SledTxn {
 impl Compactable for SledKeyStore {
     async fn compact(&self, dry_run: bool) -> Result<ResultStream<CompactedItem>> {
         if !self.inner.settings.commit_log {
-            self.inner.tree()?;
+            self.inner.handle.ensure_open()?;
             return Ok(futures::stream::empty().boxed());
         }
         SledCommitLog {
@@ -1854,7 +1536,7 @@ impl Compactable for SledKeyStore {
 
 impl SledCommitLog {
     fn superseded(&self) -> Result<Vec<i64>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let mut out = Vec::new();
         for item in tree.range(vec![lay::COMMIT]..lay::prefix_end(lay::COMMIT)) {
             let (k, v) = item.map_err(|e| backend("compact", e))?;
@@ -1911,7 +1593,7 @@ fn validate_commit_key(key: &str) -> Result<()> {
 #[async_trait]
 impl CommitLog for SledCommitLog {
     async fn commit(&self, key: &str, op: CommitOp, op_time: Option<Timestamp>) -> Result<i64> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         if key::is_commit_skipped(key) {
             return Ok(-1);
         }
@@ -1969,7 +1651,7 @@ impl CommitLog for SledCommitLog {
     }
 
     async fn iterate(&self, options: IterateOptions) -> Result<ResultStream<CommitEntry>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let start = lay::commit_key(options.from_commit_id.unwrap_or(0).max(0));
         let iter = tree.range(start..lay::prefix_end(lay::COMMIT));
         Ok(futures::stream::iter(iter.filter_map(move |item| {
@@ -1987,7 +1669,7 @@ impl CommitLog for SledCommitLog {
     }
 
     async fn iterate_rev(&self, from_commit_id: Option<i64>) -> Result<ResultStream<CommitEntry>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let end = match from_commit_id {
             Some(id) if id < 0 => return Ok(futures::stream::empty().boxed()),
             Some(id) => lay::commit_key(id.saturating_add(1)),
@@ -2002,12 +1684,12 @@ impl CommitLog for SledCommitLog {
     }
 
     async fn last_committed_sequence_number(&self) -> Result<i64> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(lock(&self.inner.counters).hwm)
     }
 
     async fn first_committed_sequence_number(&self) -> Result<Option<i64>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let first = tree
             .range(vec![lay::COMMIT]..lay::prefix_end(lay::COMMIT))
             .keys()
@@ -2018,7 +1700,7 @@ impl CommitLog for SledCommitLog {
     }
 
     async fn get_latest_commit_entry(&self, key: &str) -> Result<Option<CommitEntry>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let Some(id) = tree
             .get(prefixed(lay::COMMIT_BY_KEY, key.as_bytes()))
             .map_err(|e| backend("get_latest_commit_entry", e))?
@@ -2045,19 +1727,12 @@ impl CommitLog for SledCommitLog {
     }
 
     async fn entries_count(&self) -> Result<u64> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(lock(&self.inner.counters).commit_count)
     }
 
     async fn size_bytes(&self) -> Result<u64> {
-        self.inner.db()?.size_on_disk()
-    }
-}
-
-impl KsInner {
-    /// Empties the keystore and its commit log and resets commit numbering.
-    pub(crate) async fn clear(self: &Arc<Self>) -> Result<()> {
-        run(self, KsOp::Clear).await.map(|_| ())
+        self.inner.handle.db()?.size_on_disk()
     }
 }
 

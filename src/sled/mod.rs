@@ -18,6 +18,7 @@ mod keystore;
 pub(crate) mod layout;
 mod notifications;
 mod staging;
+mod store_core;
 mod verify;
 mod writer;
 

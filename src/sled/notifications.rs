@@ -26,13 +26,15 @@
 //! effective expiry is `<= now`. It is computed once, when the notification is written,
 //! and filed in the index (a stored notification is never rewritten by a read).
 
-use super::db::{backend, unflushed_error, Durability, SledDb};
-use super::factory::SledStore;
+use super::db::{backend, Durability, SledDb};
 use super::hooks::RemoveHooks;
-use super::keystore::change_stream;
-use super::layout::{self as lay, instant_from, prefix_end, prefixed, read_u64, timed};
+use super::layout::{self as lay, instant_from, prefix_end, prefixed, timed};
 use super::staging::Staging;
-use super::writer::{self, GroupProcessor, WriteQueue};
+use super::store_core::{
+    self, chunked, first_instant, found, lock, read_counter, regex_of, remove_in_chunks, run,
+    Broadcast, GroupStore, Released, StoreHandle, TxnBuffer, WriteGroup,
+};
+use super::writer::WriteQueue;
 use crate::error::{PersistenceError, Result};
 use crate::key::{self, KeyPattern};
 use crate::model::{codec, AtNotification, Clock, NotificationType, Timestamp};
@@ -44,9 +46,7 @@ use crate::store::{
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{broadcast, oneshot};
+use std::sync::{Arc, Mutex};
 
 pub(crate) const STORE: &str = "notification keystore";
 /// The tree holding the notifications.
@@ -74,13 +74,8 @@ pub(crate) struct NotificationSettings {
     pub change_buffer: usize,
 }
 
-struct Handle {
-    db: Arc<SledDb>,
-    tree: sled::Tree,
-}
-
 #[derive(Debug)]
-enum Op {
+pub(crate) enum Op {
     Put {
         id: String,
         notification: Box<AtNotification>,
@@ -108,15 +103,8 @@ enum Op {
     Clear,
 }
 
-impl Op {
-    /// Whether the op scans the tree, so it runs in its own batch.
-    fn exclusive(&self) -> bool {
-        matches!(self, Op::CompactChunk { .. } | Op::Clear)
-    }
-}
-
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     Unit,
     Count(u64),
     Ids(Vec<String>),
@@ -124,10 +112,7 @@ enum Outcome {
     Chunk(Vec<String>, bool),
 }
 
-pub(crate) struct Queued {
-    op: Op,
-    tx: oneshot::Sender<Result<Outcome>>,
-}
+type Queued = store_core::Queued<Op, Outcome>;
 
 /// The effects of one operation, published once its group is applied.
 struct OpResult {
@@ -149,11 +134,11 @@ impl OpResult {
 /// Shared state of one notification keystore.
 pub(crate) struct NkInner {
     settings: NotificationSettings,
-    handle: RwLock<Option<Handle>>,
+    pub(crate) handle: StoreHandle,
     queue: WriteQueue<Queued>,
     pub(crate) count: Mutex<u64>,
-    events: RwLock<Option<broadcast::Sender<KeyStoreChange>>>,
-    stored: RwLock<Option<broadcast::Sender<NotificationEvent>>>,
+    events: Broadcast<KeyStoreChange>,
+    stored: Broadcast<NotificationEvent>,
     hooks: RemoveHooks,
 }
 
@@ -165,16 +150,27 @@ impl std::fmt::Debug for NkInner {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn corrupt(key: impl Into<String>, reason: impl Into<String>) -> PersistenceError {
     PersistenceError::CorruptRecord {
         store: STORE,
         key: key.into(),
         reason: reason.into(),
     }
+}
+
+/// Checks a write of `notification` under `id`: a valid id, and the notification's own.
+fn check_write(id: &str, notification: &AtNotification) -> Result<()> {
+    key::validate_notification_id(id)?;
+    if notification.id != id {
+        return Err(PersistenceError::invalid_argument(
+            "notification.id",
+            format!(
+                "the notification's id {:?} differs from the id {id:?} it is written under",
+                notification.id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn decode_record(bytes: &[u8], id: &str) -> Result<AtNotification> {
@@ -202,106 +198,31 @@ fn filed(s: &Staging<'_>, id: &str) -> Result<Option<Timestamp>> {
 impl NkInner {
     pub(crate) fn open(db: Arc<SledDb>, settings: NotificationSettings) -> Result<Arc<NkInner>> {
         let tree = db.tree(TREE)?;
-        let count = match tree
-            .get(ENTRY_COUNT)
-            .map_err(|e| backend("read counter", e))?
-        {
-            Some(v) => read_u64(&v)
-                .ok_or_else(|| corrupt(lay::render(ENTRY_COUNT), "counter is not 8 bytes"))?,
-            None => 0,
-        };
-        let buffer = settings.change_buffer.max(1);
-        let (events, _) = broadcast::channel(buffer);
-        let (stored, _) = broadcast::channel(buffer);
+        let count = read_counter(&tree, STORE, ENTRY_COUNT)?.unwrap_or(0);
+        let events = Broadcast::new(settings.change_buffer);
+        let stored = Broadcast::new(settings.change_buffer);
         Ok(Arc::new(NkInner {
             settings,
-            handle: RwLock::new(Some(Handle { db, tree })),
+            handle: StoreHandle::new(STORE, db, tree),
             queue: WriteQueue::default(),
             count: Mutex::new(count),
-            events: RwLock::new(Some(events)),
-            stored: RwLock::new(Some(stored)),
+            events,
+            stored,
             hooks: RemoveHooks::default(),
         }))
-    }
-
-    /// Releases the database; later calls return `StoreClosed` and the change and
-    /// notification streams end.
-    pub(crate) fn close(&self) {
-        let handle = self
-            .handle
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(h) = handle {
-            let _ = h.db.flush(Durability::Durable);
-        }
-        self.events
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        self.stored
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-    }
-
-    pub(crate) fn tree(&self) -> Result<sled::Tree> {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|h| h.tree.clone())
-            .ok_or(PersistenceError::StoreClosed { store: STORE })
-    }
-
-    fn db(&self) -> Result<Arc<SledDb>> {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|h| Arc::clone(&h.db))
-            .ok_or(PersistenceError::StoreClosed { store: STORE })
     }
 
     fn now(&self) -> Timestamp {
         self.settings.clock.now()
     }
 
-    fn publish(&self, r: &mut OpResult) {
-        if !r.events.is_empty() {
-            if let Some(tx) = self
-                .events
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-            {
-                for e in r.events.drain(..) {
-                    // No subscriber is not an error.
-                    let _ = tx.send(e);
-                }
-            }
-        }
-        if !r.stored.is_empty() {
-            if let Some(tx) = self
-                .stored
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-            {
-                for n in r.stored.drain(..) {
-                    let _ = tx.send(NotificationEvent::Stored(Box::new(n)));
-                }
-            }
-        }
-    }
-
-    /// Whether anyone listens for stored notifications (saves a clone per put otherwise).
-    fn has_notification_subscribers(&self) -> bool {
+    /// Publishes the effects of an applied operation; returns its outcome.
+    fn publish(&self, r: OpResult) -> Outcome {
+        self.events.send_all(r.events);
+        let stored = r.stored.into_iter();
         self.stored
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|tx| tx.receiver_count() > 0)
+            .send_all(stored.map(|n| NotificationEvent::Stored(Box::new(n))));
+        r.outcome
     }
 
     // ----- staged primitives (writer only) -----
@@ -354,7 +275,8 @@ impl NkInner {
             notification.notification_type,
             Some(NotificationType::Received) | Some(NotificationType::SelfNotification)
         );
-        if notify && self.has_notification_subscribers() {
+        // Only when anyone listens: saves a clone per put otherwise.
+        if notify && self.stored.has_subscribers() {
             r.stored.push(*notification);
         }
         Ok(())
@@ -421,66 +343,6 @@ impl NkInner {
         }
     }
 
-    /// Applies a run of non-exclusive operations as one batch.
-    fn process_run(&self, db: &SledDb, tree: &sled::Tree, run: Vec<Queued>) {
-        let mut count = lock(&self.count);
-        let before = *count;
-        let mut staging = Staging::new(tree);
-        let mut results = Vec::with_capacity(run.len());
-        for q in run {
-            let snapshot = *count;
-            match self.apply_op(&mut staging, &mut count, q.op) {
-                Ok(r) => {
-                    staging.commit_op();
-                    results.push((q.tx, Ok(r)));
-                }
-                Err(e) => {
-                    staging.rollback_op();
-                    *count = snapshot;
-                    results.push((q.tx, Err(e)));
-                }
-            }
-        }
-        if *count != before {
-            staging.insert(ENTRY_COUNT.to_vec(), count.to_be_bytes().to_vec());
-            staging.commit_op();
-        }
-        let wrote = !staging.is_empty();
-        if wrote {
-            if let Err(e) = staging.apply() {
-                // Nothing was written: report the failure to every operation of the group.
-                *count = before;
-                let msg = e.to_string();
-                for (tx, _) in results {
-                    let _ = tx.send(Err(PersistenceError::Backend {
-                        context: "applying a notification write group".into(),
-                        source: msg.clone().into(),
-                    }));
-                }
-                return;
-            }
-        }
-        // The group is in the tree: the count stays, whatever the flush says.
-        drop(count);
-        let flushed = if wrote {
-            db.flush(self.settings.durability)
-        } else {
-            Ok(())
-        };
-        let flush_error = flushed.err().map(|e| e.to_string());
-        for (tx, r) in results {
-            let answer = r.and_then(|mut r| {
-                // Readers already see the change, so subscribers hear of it too.
-                self.publish(&mut r);
-                match &flush_error {
-                    None => Ok(r.outcome),
-                    Some(msg) => Err(unflushed_error(msg)),
-                }
-            });
-            let _ = tx.send(answer);
-        }
-    }
-
     /// Removes up to `limit` notifications whose effective expiry is `<= as_of`, as one
     /// atomic batch. Runs alone (the tree is current).
     fn compact_chunk(
@@ -528,9 +390,7 @@ impl NkInner {
     /// large the store is (see [`SledDb::flush`]); the caller flushes the final reset.
     fn clear_tree(&self, db: &SledDb, tree: &sled::Tree, count: &mut u64) -> Result<()> {
         let level = self.settings.durability;
-        loop {
-            let mut local = *count;
-            let mut s = Staging::new(tree);
+        let notifications = |s: &mut Staging<'_>, local: &mut u64| {
             let mut n = 0;
             for item in tree
                 .range(vec![RECORD]..prefix_end(RECORD))
@@ -539,18 +399,16 @@ impl NkInner {
             {
                 let k = item.map_err(|e| backend("clear notifications", e))?;
                 let id = id_of(&k[1..], &k)?;
-                Self::delete(&mut s, &mut local, &id)?;
+                Self::delete(s, local, &id)?;
                 n += 1;
             }
-            if n == 0 {
-                break;
-            }
+            Ok(n)
+        };
+        let stage_count = |s: &mut Staging<'_>, _: &u64, local: &mut u64| {
             s.insert(ENTRY_COUNT.to_vec(), local.to_be_bytes().to_vec());
             s.commit_op();
-            s.apply()?;
-            *count = local;
-            db.flush(level)?;
-        }
+        };
+        remove_in_chunks(db, tree, level, count, notifications, stage_count)?;
         // Leftovers (index entries of records that were already gone) in plain chunks.
         db.sweep_tree(tree, level, COMPACTION_CHUNK, "clear notifications")?;
         let mut batch = sled::Batch::default();
@@ -559,6 +417,54 @@ impl NkInner {
             .map_err(|e| backend("clear notifications", e))?;
         *count = 0;
         Ok(())
+    }
+
+    /// Ids with effective expiry `<= as_of`, ascending by effective expiry.
+    fn expired_ids(tree: &sled::Tree, as_of: Timestamp) -> impl Iterator<Item = Result<String>> {
+        let end = lay::timed_bound(EXPIRY, as_of.plus_millis(1));
+        tree.range(vec![EXPIRY]..end).keys().map(|item| {
+            let k = item.map_err(|e| backend("expiry index", e))?;
+            let (_, id) =
+                lay::split_timed(&k).ok_or_else(|| corrupt(lay::render(&k), "short index key"))?;
+            id_of(id, &k)
+        })
+    }
+}
+
+impl GroupStore for NkInner {
+    type Op = Op;
+    type Answer = Outcome;
+    const WRITE_GROUP: &'static str = "notification write group";
+    /// Empties the store; fires no events.
+    const CLEAR: Op = Op::Clear;
+
+    fn handle(&self) -> &StoreHandle {
+        &self.handle
+    }
+
+    fn write_queue(&self) -> &WriteQueue<Queued> {
+        &self.queue
+    }
+
+    /// Compaction chunks and clears scan the tree, so they run alone.
+    fn exclusive(op: &Op) -> bool {
+        matches!(op, Op::CompactChunk { .. } | Op::Clear)
+    }
+
+    /// Applies a run of non-exclusive operations as one batch.
+    fn process_run(&self, db: &SledDb, tree: &sled::Tree, run: Vec<Queued>) {
+        let mut group = WriteGroup::stage(tree, &self.count, run, |s, count, op| {
+            self.apply_op(s, count, op)
+        });
+        group.stage_counters(|s, before, count| {
+            if *count != *before {
+                s.insert(ENTRY_COUNT.to_vec(), count.to_be_bytes().to_vec());
+                s.commit_op();
+            }
+        });
+        let context = "applying a notification write group";
+        // Readers already see the change, so subscribers hear of it too.
+        group.finish(db, self.settings.durability, context, |r| self.publish(r));
     }
 
     fn process_exclusive(&self, db: &SledDb, tree: &sled::Tree, q: Queued) {
@@ -577,91 +483,19 @@ impl NkInner {
         let r = r.and_then(|o| db.flush(self.settings.durability).map(|_| o));
         // Compaction removals are reported like removes.
         if let Ok(Outcome::Chunk(ids, _)) = &r {
-            let mut res = OpResult::new(Outcome::Unit);
-            res.events = ids
-                .iter()
-                .map(|id| KeyStoreChange::KeyRemoved { key: id.clone() })
-                .collect();
-            self.publish(&mut res);
+            let removed = ids.iter();
+            self.events
+                .send_all(removed.map(|id| KeyStoreChange::KeyRemoved { key: id.clone() }));
         }
         let _ = q.tx.send(r);
     }
 
-    async fn run_hooks(&self, pre: bool, args: &RemoveHookArgs) -> Result<()> {
-        self.hooks.run(pre, args).await
-    }
-
-    /// Ids with effective expiry `<= as_of`, ascending by effective expiry.
-    fn expired_ids(tree: &sled::Tree, as_of: Timestamp) -> impl Iterator<Item = Result<String>> {
-        let end = lay::timed_bound(EXPIRY, as_of.plus_millis(1));
-        tree.range(vec![EXPIRY]..end).keys().map(|item| {
-            let k = item.map_err(|e| backend("expiry index", e))?;
-            let (_, id) =
-                lay::split_timed(&k).ok_or_else(|| corrupt(lay::render(&k), "short index key"))?;
-            id_of(id, &k)
-        })
-    }
-}
-
-impl GroupProcessor for NkInner {
-    type Op = Queued;
-
-    fn queue(&self) -> &WriteQueue<Queued> {
-        &self.queue
-    }
-
-    fn process_group(&self, ops: Vec<Queued>) {
-        let (db, tree) = match (self.db(), self.tree()) {
-            (Ok(db), Ok(tree)) => (db, tree),
-            _ => {
-                for q in ops {
-                    let _ =
-                        q.tx.send(Err(PersistenceError::StoreClosed { store: STORE }));
-                }
-                return;
-            }
-        };
-        let mut run = Vec::new();
-        for q in ops {
-            if q.op.exclusive() {
-                if !run.is_empty() {
-                    self.process_run(&db, &tree, std::mem::take(&mut run));
-                }
-                self.process_exclusive(&db, &tree, q);
-            } else {
-                run.push(q);
-            }
-        }
-        if !run.is_empty() {
-            self.process_run(&db, &tree, run);
-        }
-    }
-}
-
-async fn run(inner: &Arc<NkInner>, op: Op) -> Result<Outcome> {
-    inner.tree()?;
-    let (tx, rx) = oneshot::channel();
-    writer::submit(inner, Queued { op, tx });
-    rx.await.map_err(|_| PersistenceError::Backend {
-        context: "notification write group".into(),
-        source: "the writer stopped before answering".into(),
-    })?
-}
-
-impl NkInner {
-    /// Empties the store (bundle `clear`); fires no events.
-    pub(crate) async fn clear(self: &Arc<Self>) -> Result<()> {
-        run(self, Op::Clear).await.map(|_| ())
-    }
-}
-
-#[async_trait]
-impl SledStore for Arc<NkInner> {
-    async fn clear_store(&self) -> Result<()> {
-        self.clear().await
-    }
-    fn close_store(&self) {
-        self.close()
+    /// Releases the database; later calls return `StoreClosed` and the change and
+    /// notification streams end.
+    fn close(&self) {
+        self.handle.close();
+        self.events.close();
+        self.stored.close();
     }
 }
 
@@ -707,16 +541,7 @@ impl SledNotificationKeystore {
     }
 
     async fn write(&self, id: &str, notification: AtNotification) -> Result<Option<i64>> {
-        key::validate_notification_id(id)?;
-        if notification.id != id {
-            return Err(PersistenceError::invalid_argument(
-                "notification.id",
-                format!(
-                    "the notification's id {:?} differs from the id {id:?} it is written under",
-                    notification.id
-                ),
-            ));
-        }
+        check_write(id, &notification)?;
         run(
             &self.inner,
             Op::Put {
@@ -729,22 +554,10 @@ impl SledNotificationKeystore {
     }
 }
 
-fn regex_of(pattern: Option<&str>) -> Result<Option<regex::Regex>> {
-    match pattern {
-        None | Some("") => Ok(None),
-        Some(p) => regex::Regex::new(p)
-            .map(Some)
-            .map_err(|e| PersistenceError::InvalidRegex {
-                pattern: p.to_string(),
-                reason: e.to_string(),
-            }),
-    }
-}
-
 #[async_trait]
 impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     async fn get(&self, key: &str) -> Result<AtNotification> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         match tree
             .get(prefixed(RECORD, key.as_bytes()))
             .map_err(|e| backend("get notification", e))?
@@ -781,25 +594,19 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     /// nothing). Returns `None`.
     async fn remove(&self, key: &str, options: RemoveOptions) -> Result<Option<i64>> {
         key::validate_notification_id(key)?;
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         let args = RemoveHookArgs {
             key: key.to_string(),
             skip_commit: options.skip_commit,
         };
-        self.inner.run_hooks(true, &args).await?;
-        run(
-            &self.inner,
-            Op::Remove {
-                id: key.to_string(),
-            },
-        )
-        .await?;
-        self.inner.run_hooks(false, &args).await?;
+        let id = key.to_string();
+        let remove = run(&self.inner, Op::Remove { id });
+        self.inner.hooks.around(&args, remove).await?;
         Ok(None)
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         tree.contains_key(prefixed(RECORD, key.as_bytes()))
             .map_err(|e| backend("exists", e))
     }
@@ -807,7 +614,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     /// Every id (none or an empty pattern) or those containing a match of `regex`, as
     /// stored, in byte order. No expiry filtering.
     async fn get_keys(&self, regex: Option<&str>) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let re = regex_of(regex)?;
         let iter = tree.range(vec![RECORD]..prefix_end(RECORD)).keys();
         Ok(futures::stream::iter(iter.filter_map(move |item| {
@@ -828,61 +635,29 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     }
 
     async fn get_expired_keys(&self) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let iter = NkInner::expired_ids(&tree, self.inner.now());
         Ok(futures::stream::iter(iter).boxed())
     }
 
     async fn delete_expired_keys(&self) -> Result<bool> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let now = self.inner.now();
         let ids: Vec<String> = NkInner::expired_ids(&tree, now).collect::<Result<_>>()?;
-        if ids.is_empty() {
-            return Ok(true);
-        }
-        let mut first_error = None;
-        let mut cleared = Vec::with_capacity(ids.len());
-        for id in ids {
-            let args = RemoveHookArgs {
-                key: id.clone(),
-                skip_commit: true,
-            };
-            match self.inner.run_hooks(true, &args).await {
-                Ok(()) => cleared.push(id),
-                Err(e) => {
-                    first_error.get_or_insert(e);
+        let inner = &self.inner;
+        inner
+            .hooks
+            .sweep(ids, |ids| async move {
+                match run(inner, Op::ExpireRemove { ids, as_of: now }).await? {
+                    Outcome::Ids(ids) => Ok(ids),
+                    _ => Ok(Vec::new()),
                 }
-            }
-        }
-        let removed = match run(
-            &self.inner,
-            Op::ExpireRemove {
-                ids: cleared,
-                as_of: now,
-            },
-        )
-        .await?
-        {
-            Outcome::Ids(ids) => ids,
-            _ => Vec::new(),
-        };
-        for id in removed {
-            let args = RemoveHookArgs {
-                key: id,
-                skip_commit: true,
-            };
-            if let Err(e) = self.inner.run_hooks(false, &args).await {
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(true),
-        }
+            })
+            .await
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<BTreeMap<String, AtNotification>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let mut out = BTreeMap::new();
         for &id in keys {
             if out.contains_key(id) {
@@ -902,63 +677,33 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     /// removed. Every id is validated first: one invalid id fails the call and nothing is
     /// removed. `skip_commit` is passed to the hooks only.
     async fn remove_many(&self, keys: &[&str], skip_commit: bool) -> Result<u64> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         for id in keys {
             key::validate_notification_id(id)?;
         }
         let mut seen = HashSet::new();
-        let mut present = Vec::new();
-        for &id in keys {
-            if !seen.insert(id) {
-                continue;
-            }
-            if tree
-                .contains_key(prefixed(RECORD, id.as_bytes()))
-                .map_err(|e| backend("remove_many", e))?
-            {
-                let args = RemoveHookArgs {
-                    key: id.to_string(),
-                    skip_commit,
-                };
-                self.inner.run_hooks(true, &args).await?;
-                present.push(id.to_string());
-            }
-        }
-        if present.is_empty() {
-            return Ok(0);
-        }
-        let removed = match run(
-            &self.inner,
-            Op::RemoveMany {
-                ids: present.clone(),
-            },
-        )
-        .await?
-        {
-            Outcome::Count(n) => n,
-            _ => 0,
+        let distinct: Vec<&str> = keys.iter().copied().filter(|&id| seen.insert(id)).collect();
+        let present = |id: &str| {
+            tree.contains_key(prefixed(RECORD, id.as_bytes()))
+                .map_err(|e| backend("remove_many", e))
         };
-        for id in present {
-            let args = RemoveHookArgs {
-                key: id,
-                skip_commit,
-            };
-            self.inner.run_hooks(false, &args).await?;
-        }
-        Ok(removed)
+        let inner = &self.inner;
+        inner
+            .hooks
+            .around_many(distinct, skip_commit, present, |ids| async move {
+                match run(inner, Op::RemoveMany { ids }).await? {
+                    Outcome::Count(n) => Ok(n),
+                    _ => Ok(0),
+                }
+            })
+            .await
     }
 
     /// The smallest effective expiry, or `None` when the store is empty (the epoch while a
     /// status-expired or date-less notification is stored).
     async fn next_expires_at(&self) -> Result<Option<Timestamp>> {
-        let tree = self.inner.tree()?;
-        let first = tree
-            .range(vec![EXPIRY]..prefix_end(EXPIRY))
-            .keys()
-            .next()
-            .transpose()
-            .map_err(|e| backend("next_expires_at", e))?;
-        Ok(first.and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
+        let tree = self.inner.handle.tree()?;
+        first_instant(&tree, vec![EXPIRY], prefix_end(EXPIRY), "next_expires_at")
     }
 
     async fn peek_expired(
@@ -966,7 +711,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
         as_of: Option<Timestamp>,
         limit: Option<usize>,
     ) -> Result<ResultStream<String>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let as_of = as_of.unwrap_or_else(|| self.inner.now());
         let iter = NkInner::expired_ids(&tree, as_of).take(limit.unwrap_or(usize::MAX));
         Ok(futures::stream::iter(iter).boxed())
@@ -977,15 +722,15 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     }
 
     async fn snapshot(&self) -> Result<Box<dyn KeyStoreSnapshot<AtNotification>>> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(Box::new(NotificationSnapshot {
             store: self.clone(),
-            released: AtomicBool::new(false),
+            released: Released::default(),
         }))
     }
 
     async fn begin_transaction(&self) -> Result<Arc<dyn KeyStoreTxn<AtNotification>>> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(Arc::new(NotificationTxn {
             store: self.clone(),
             state: Mutex::new(TxnBuffer::default()),
@@ -996,9 +741,9 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     /// `ttl_keys` counts notifications with a ttl, `ttb_keys` is 0, and the oldest and
     /// newest instants are the `notification_date_time`s.
     async fn stats(&self) -> Result<KeyStoreStats> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let mut stats = KeyStoreStats {
-            size_bytes: self.inner.db()?.size_on_disk()?,
+            size_bytes: self.inner.handle.db()?.size_on_disk()?,
             ..Default::default()
         };
         for item in tree.range(vec![RECORD]..prefix_end(RECORD)) {
@@ -1018,14 +763,9 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
     }
 
     fn changes(&self) -> ChangeStream {
-        let rx = self
-            .inner
+        self.inner
             .events
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|tx| tx.subscribe());
-        change_stream(rx)
+            .stream(|missed| KeyStoreChange::Lagged { missed })
     }
 
     fn add_pre_remove_hook(&self, hook: RemoveHook) {
@@ -1040,7 +780,7 @@ impl KeyValueStore<AtNotification> for SledNotificationKeystore {
 #[async_trait]
 impl NotificationKeystore for SledNotificationKeystore {
     async fn iterate(&self) -> Result<ResultStream<AtNotification>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let iter = tree.range(vec![RECORD]..prefix_end(RECORD));
         Ok(futures::stream::iter(iter.map(|item| {
             let (k, v) = item.map_err(|e| backend("iterate notifications", e))?;
@@ -1051,88 +791,126 @@ impl NotificationKeystore for SledNotificationKeystore {
     }
 
     async fn entries_count(&self) -> Result<u64> {
-        self.inner.tree()?;
+        self.inner.handle.ensure_open()?;
         Ok(*lock(&self.inner.count))
     }
 
     async fn size_bytes(&self) -> Result<u64> {
-        self.inner.db()?.size_on_disk()
+        self.inner.handle.db()?.size_on_disk()
     }
 
     fn subscribe_notifications(&self) -> NotificationStream {
-        let rx = self
-            .inner
+        self.inner
             .stored
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|tx| tx.subscribe());
-        match rx {
-            None => futures::stream::empty().boxed(),
-            Some(rx) => futures::stream::unfold(rx, |mut rx| async move {
-                match rx.recv().await {
-                    Ok(ev) => Some((ev, rx)),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        Some((NotificationEvent::Lagged { missed }, rx))
-                    }
-                    Err(broadcast::error::RecvError::Closed) => None,
-                }
-            })
-            .boxed(),
-        }
+            .stream(|missed| NotificationEvent::Lagged { missed })
     }
-}
-
-/// State of a lazily advancing compaction.
-struct ChunkedCompaction {
-    inner: Arc<NkInner>,
-    as_of: Timestamp,
-    buffer: std::vec::IntoIter<String>,
-    done: bool,
 }
 
 #[async_trait]
 impl Compactable for SledNotificationKeystore {
     async fn compact(&self, dry_run: bool) -> Result<ResultStream<CompactedItem>> {
-        let tree = self.inner.tree()?;
+        let tree = self.inner.handle.tree()?;
         let as_of = self.inner.now();
         if dry_run {
             let iter =
                 NkInner::expired_ids(&tree, as_of).map(|r| r.map(CompactedItem::NotificationId));
             return Ok(futures::stream::iter(iter).boxed());
         }
-        let state = ChunkedCompaction {
-            inner: Arc::clone(&self.inner),
-            as_of,
-            buffer: Vec::new().into_iter(),
-            done: false,
-        };
-        Ok(futures::stream::unfold(state, |mut st| async move {
-            loop {
-                if let Some(id) = st.buffer.next() {
-                    return Some((Ok(CompactedItem::NotificationId(id)), st));
-                }
-                if st.done {
-                    return None;
-                }
+        let inner = Arc::clone(&self.inner);
+        let chunks = chunked(move || {
+            let inner = Arc::clone(&inner);
+            async move {
                 let op = Op::CompactChunk {
-                    as_of: st.as_of,
+                    as_of,
                     limit: COMPACTION_CHUNK,
                 };
-                match run(&st.inner, op).await {
-                    Ok(Outcome::Chunk(ids, more)) => {
-                        st.done = !more;
-                        st.buffer = ids.into_iter();
-                    }
-                    Ok(_) => st.done = true,
-                    Err(e) => {
-                        st.done = true;
-                        return Some((Err(e), st));
-                    }
+                match run(&inner, op).await? {
+                    Outcome::Chunk(ids, more) => Ok((ids, more)),
+                    _ => Ok((Vec::new(), false)),
                 }
             }
-        })
+        });
+        Ok(chunks.map(|r| r.map(CompactedItem::NotificationId)).boxed())
+    }
+}
+
+/// A live-reading snapshot of the notification keystore.
+struct NotificationSnapshot {
+    store: SledNotificationKeystore,
+    released: Released,
+}
+
+#[async_trait]
+impl KeyStoreSnapshot<AtNotification> for NotificationSnapshot {
+    async fn get(&self, key: &str) -> Result<Option<AtNotification>> {
+        self.released.check()?;
+        found(self.store.get(key).await)
+    }
+
+    /// Ids are matched with [`KeyPattern::matches`]: the unrestricted pattern yields every
+    /// id, and an id that does not parse as an atKey (a UUID, say) matches no atKey field
+    /// (API-5.0 2.3, the 5.0 placement of `scanKeys`).
+    async fn scan_keys(&self, pattern: &KeyPattern) -> Result<ResultStream<String>> {
+        self.released.check()?;
+        let tree = self.store.inner.handle.tree()?;
+        let pattern = pattern.clone();
+        let iter = tree.range(vec![RECORD]..prefix_end(RECORD)).keys();
+        Ok(futures::stream::iter(iter.filter_map(move |k| {
+            let k = match k {
+                Ok(k) => k,
+                Err(e) => return Some(Err(backend("scan notification ids", e))),
+            };
+            match id_of(&k[1..], &k) {
+                Ok(id) if pattern.matches(&id) => Some(Ok(id)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            }
+        }))
         .boxed())
+    }
+
+    async fn release(&self) {
+        self.released.release();
+    }
+}
+
+/// A notification transaction, applied as one atomic write group.
+struct NotificationTxn {
+    store: SledNotificationKeystore,
+    state: Mutex<TxnBuffer<Box<AtNotification>>>,
+}
+
+#[async_trait]
+impl KeyStoreTxn<AtNotification> for NotificationTxn {
+    async fn put(&self, key: &str, value: AtNotification) -> Result<()> {
+        check_write(key, &value)?;
+        lock(&self.state).buffer(key.to_string(), Some(Box::new(value)))
+    }
+
+    async fn remove(&self, key: &str) -> Result<()> {
+        key::validate_notification_id(key)?;
+        lock(&self.state).buffer(key.to_string(), None)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<AtNotification>> {
+        let buffered = lock(&self.state)
+            .lookup(key)?
+            .map(|v| v.as_deref().cloned());
+        match buffered {
+            Some(v) => Ok(v),
+            None => found(self.store.get(key).await),
+        }
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.get(key).await?.is_some())
+    }
+
+    async fn commit(&self) -> Result<()> {
+        let Some(ops) = lock(&self.state).commit()? else {
+            return Ok(());
+        };
+        run(&self.store.inner, Op::Txn { ops }).await.map(|_| ())
     }
 }
 
@@ -1161,145 +939,5 @@ mod tests {
             [&b"x"[..], &[0x80, 0, 0, 0, 0, 0, 0, 0], b"d"].concat()
         );
         assert_eq!(ENTRY_COUNT, b"mentry_count");
-    }
-}
-
-/// A live-reading snapshot of the notification keystore.
-struct NotificationSnapshot {
-    store: SledNotificationKeystore,
-    released: AtomicBool,
-}
-
-#[async_trait]
-impl KeyStoreSnapshot<AtNotification> for NotificationSnapshot {
-    async fn get(&self, key: &str) -> Result<Option<AtNotification>> {
-        if self.released.load(Ordering::SeqCst) {
-            return Err(PersistenceError::SnapshotReleased);
-        }
-        match self.store.get(key).await {
-            Ok(n) => Ok(Some(n)),
-            Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Ids are matched with [`KeyPattern::matches`]: the unrestricted pattern yields every
-    /// id, and an id that does not parse as an atKey (a UUID, say) matches no atKey field
-    /// (API-5.0 2.3, the 5.0 placement of `scanKeys`).
-    async fn scan_keys(&self, pattern: &KeyPattern) -> Result<ResultStream<String>> {
-        if self.released.load(Ordering::SeqCst) {
-            return Err(PersistenceError::SnapshotReleased);
-        }
-        let tree = self.store.inner.tree()?;
-        let pattern = pattern.clone();
-        let iter = tree.range(vec![RECORD]..prefix_end(RECORD)).keys();
-        Ok(futures::stream::iter(iter.filter_map(move |k| {
-            let k = match k {
-                Ok(k) => k,
-                Err(e) => return Some(Err(backend("scan notification ids", e))),
-            };
-            match id_of(&k[1..], &k) {
-                Ok(id) if pattern.matches(&id) => Some(Ok(id)),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            }
-        }))
-        .boxed())
-    }
-
-    async fn release(&self) {
-        self.released.store(true, Ordering::SeqCst);
-    }
-}
-
-/// The buffer of a notification transaction: the latest op per id, in the order of each
-/// id's last op.
-#[derive(Default)]
-struct TxnBuffer {
-    ops: Vec<(String, Option<Box<AtNotification>>)>,
-    committed: bool,
-}
-
-fn txn_used() -> PersistenceError {
-    PersistenceError::invalid_argument("transaction", "the transaction has already been committed")
-}
-
-/// A notification transaction, applied as one atomic write group.
-struct NotificationTxn {
-    store: SledNotificationKeystore,
-    state: Mutex<TxnBuffer>,
-}
-
-impl NotificationTxn {
-    fn buffer(&self, id: &str, value: Option<Box<AtNotification>>) -> Result<()> {
-        let mut st = lock(&self.state);
-        if st.committed {
-            return Err(txn_used());
-        }
-        st.ops.retain(|(k, _)| k != id);
-        st.ops.push((id.to_string(), value));
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl KeyStoreTxn<AtNotification> for NotificationTxn {
-    async fn put(&self, key: &str, value: AtNotification) -> Result<()> {
-        key::validate_notification_id(key)?;
-        if value.id != key {
-            return Err(PersistenceError::invalid_argument(
-                "notification.id",
-                format!(
-                    "the notification's id {:?} differs from the id {key:?} it is written under",
-                    value.id
-                ),
-            ));
-        }
-        self.buffer(key, Some(Box::new(value)))
-    }
-
-    async fn remove(&self, key: &str) -> Result<()> {
-        key::validate_notification_id(key)?;
-        self.buffer(key, None)
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<AtNotification>> {
-        let buffered = {
-            let st = lock(&self.state);
-            if st.committed {
-                return Err(txn_used());
-            }
-            st.ops
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_deref().cloned())
-        };
-        match buffered {
-            Some(v) => Ok(v),
-            None => match self.store.get(key).await {
-                Ok(n) => Ok(Some(n)),
-                Err(PersistenceError::KeyNotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            },
-        }
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.get(key).await?.is_some())
-    }
-
-    async fn commit(&self) -> Result<()> {
-        let ops = {
-            let mut st = lock(&self.state);
-            if st.committed {
-                return Err(txn_used());
-            }
-            st.committed = true;
-            std::mem::take(&mut st.ops)
-        };
-        if ops.is_empty() {
-            return Ok(());
-        }
-        run(&self.store.inner, Op::Txn { ops }).await.map(|_| ())
     }
 }

@@ -50,6 +50,7 @@
 //! same way.
 
 use super::access_log::{self as al, AlInner};
+use super::db::panic_message;
 use super::keystore::{self as ks, KsInner};
 use super::layout::{self as lay, prefixed, timed};
 use super::notifications::{self as nk, NkInner};
@@ -58,6 +59,7 @@ use crate::key;
 use crate::model::{codec, AccessLogEntry, AtData, AtNotification, CommitEntry, CommitOp};
 use crate::model::{AtMetaData, Timestamp};
 use crate::store::{Problem, VerifyReport};
+use serde::de::DeserializeOwned;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -86,18 +88,18 @@ impl Target {
     pub(crate) fn verify(&self, report: &mut VerifyReport) -> Result<()> {
         match self {
             Target::Keystore(inner) => {
-                let tree = inner.tree()?;
+                let tree = inner.handle.tree()?;
                 let writer = hold(&inner.counters);
                 let live_hwm = writer.hwm();
                 contained(report, KEYSTORE, |r| check_keystore(&tree, live_hwm, r));
             }
             Target::AccessLog(inner) => {
-                let tree = inner.tree()?;
+                let tree = inner.handle.tree()?;
                 let _writer = hold(&inner.counters);
                 contained(report, ACCESS_LOG, |r| check_access_log(&tree, r));
             }
             Target::Notifications(inner) => {
-                let tree = inner.tree()?;
+                let tree = inner.handle.tree()?;
                 let _writer = hold(&inner.count);
                 contained(report, NOTIFICATIONS, |r| check_notifications(&tree, r));
             }
@@ -114,11 +116,8 @@ fn contained(
 ) {
     let outcome = catch_unwind(AssertUnwindSafe(|| check(report)));
     if let Err(panic) = outcome {
-        let reason = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "the storage engine panicked".into());
+        let reason =
+            panic_message(panic.as_ref()).unwrap_or_else(|| "the storage engine panicked".into());
         report.push(
             store,
             "(scan)",
@@ -127,6 +126,24 @@ fn contained(
             },
         );
     }
+}
+
+/// Runs one engine read (a `kind` of read), reporting an engine error or panic as
+/// [`Problem::Unreadable`] against `store` and `at`; `None` when it failed.
+fn guarded<T>(
+    r: &mut VerifyReport,
+    store: &'static str,
+    at: &str,
+    kind: &str,
+    read: impl FnOnce() -> sled::Result<T>,
+) -> Option<T> {
+    let reason = match catch_unwind(AssertUnwindSafe(read)) {
+        Ok(Ok(v)) => return Some(v),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("the storage engine panicked on a {kind}"),
+    };
+    r.push(store, at, Problem::Unreadable { reason });
+    None
 }
 
 /// Point lookups that report engine errors instead of returning them.
@@ -144,29 +161,7 @@ impl Reader<'_> {
         at: &str,
         key: &[u8],
     ) -> Option<Option<sled::IVec>> {
-        match catch_unwind(AssertUnwindSafe(|| self.tree.get(key))) {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                r.push(
-                    store,
-                    at,
-                    Problem::Unreadable {
-                        reason: e.to_string(),
-                    },
-                );
-                None
-            }
-            Err(_) => {
-                r.push(
-                    store,
-                    at,
-                    Problem::Unreadable {
-                        reason: "the storage engine panicked on a point read".into(),
-                    },
-                );
-                None
-            }
-        }
+        guarded(r, store, at, "point read", || self.tree.get(key))
     }
 
     /// Whether `key` is present; `None` when the read failed (reported).
@@ -183,32 +178,9 @@ impl Reader<'_> {
         from: Vec<u8>,
         to: Vec<u8>,
     ) -> Option<Option<sled::IVec>> {
-        let first = catch_unwind(AssertUnwindSafe(|| {
+        guarded(r, store, at, "range read", || {
             self.tree.range(from..to).keys().next().transpose()
-        }));
-        match first {
-            Ok(Ok(k)) => Some(k),
-            Ok(Err(e)) => {
-                r.push(
-                    store,
-                    at,
-                    Problem::Unreadable {
-                        reason: e.to_string(),
-                    },
-                );
-                None
-            }
-            Err(_) => {
-                r.push(
-                    store,
-                    at,
-                    Problem::Unreadable {
-                        reason: "the storage engine panicked on a range read".into(),
-                    },
-                );
-                None
-            }
-        }
+        })
     }
 
     /// A stored 8-byte counter (`default` when absent); `None` when unreadable or
@@ -261,8 +233,26 @@ impl Scan {
         }
     }
 
+    /// The next item of `items` that reads, reporting those that do not; `None` at the end
+    /// of the tree or once the pass has given up.
+    fn next_in(
+        &mut self,
+        items: &mut sled::Iter,
+        r: &mut VerifyReport,
+    ) -> Option<(sled::IVec, sled::IVec)> {
+        for item in items.by_ref() {
+            if let Some(kv) = self.read(r, item) {
+                return Some(kv);
+            }
+            if self.given_up() {
+                return None;
+            }
+        }
+        None
+    }
+
     /// The item, or `None` after reporting its error.
-    fn next(
+    fn read(
         &mut self,
         r: &mut VerifyReport,
         item: sled::Result<(sled::IVec, sled::IVec)>,
@@ -296,6 +286,23 @@ impl Scan {
     /// Whether every item was read (so counts are exact).
     fn complete(&self) -> bool {
         self.errors == 0
+    }
+}
+
+/// The decoded `bytes` of the item `shown` of `store`, or `None` when they do not decode
+/// (reported).
+fn decoded<T: DeserializeOwned>(
+    r: &mut VerifyReport,
+    store: &'static str,
+    shown: &str,
+    bytes: &[u8],
+) -> Option<T> {
+    match codec::decode::<T>(bytes, store, &|| shown.to_string()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            r.push(store, shown, undecodable(e));
+            None
+        }
     }
 }
 
@@ -381,13 +388,8 @@ fn check_keystore(tree: &sled::Tree, live_hwm: i64, r: &mut VerifyReport) {
     let rd = Reader { tree };
     let mut t = KsTally::default();
     let mut scan = Scan::new(KEYSTORE);
-    for item in tree.iter() {
-        let Some((k, v)) = scan.next(r, item) else {
-            if scan.given_up() {
-                break;
-            }
-            continue;
-        };
+    let mut items = tree.iter();
+    while let Some((k, v)) = scan.next_in(&mut items, r) {
         match k.first().copied() {
             Some(lay::RECORD) => {
                 t.records += 1;
@@ -466,12 +468,8 @@ fn check_record(rd: &Reader<'_>, r: &mut VerifyReport, key: &[u8], value: &[u8])
     if std::str::from_utf8(key).is_err() {
         r.push(KEYSTORE, &shown, malformed("the record key is not UTF-8"));
     }
-    let data = match codec::decode::<AtData>(value, KEYSTORE, &|| shown.clone()) {
-        Ok(d) => d,
-        Err(e) => {
-            r.push(KEYSTORE, &shown, undecodable(e));
-            return;
-        }
+    let Some(data) = decoded::<AtData>(r, KEYSTORE, &shown, value) else {
+        return;
     };
     for (prefix, name) in TIME_INDEXES {
         if let Some(t) = index_field(prefix, data.meta_data.as_ref()) {
@@ -538,12 +536,8 @@ fn check_commit_entry(rd: &Reader<'_>, r: &mut VerifyReport, k: &[u8], v: &[u8])
         return None;
     };
     let shown = format!("commit id {id}");
-    let entry = match codec::decode::<CommitEntry>(v, COMMIT_LOG, &|| shown.clone()) {
-        Ok(e) => e,
-        Err(e) => {
-            r.push(COMMIT_LOG, &shown, undecodable(e));
-            return Some(id);
-        }
+    let Some(entry) = decoded::<CommitEntry>(r, COMMIT_LOG, &shown, v) else {
+        return Some(id);
     };
     if entry.commit_id != Some(id) {
         r.push(
@@ -653,13 +647,8 @@ fn check_access_log(tree: &sled::Tree, r: &mut VerifyReport) {
     let mut t = AlTally::default();
     let mut group: Option<Group> = None;
     let mut scan = Scan::new(ACCESS_LOG);
-    for item in tree.iter() {
-        let Some((k, v)) = scan.next(r, item) else {
-            if scan.given_up() {
-                break;
-            }
-            continue;
-        };
+    let mut items = tree.iter();
+    while let Some((k, v)) = scan.next_in(&mut items, r) {
         t.entries += 1;
         match k.first().copied() {
             Some(al::ENTRY) => {
@@ -760,12 +749,8 @@ fn check_al_entry(rd: &Reader<'_>, r: &mut VerifyReport, k: &[u8], v: &[u8]) -> 
         return None;
     };
     let shown = entry_shown(id);
-    let entry = match codec::decode::<AccessLogEntry>(v, ACCESS_LOG, &|| shown.clone()) {
-        Ok(e) => e,
-        Err(e) => {
-            r.push(ACCESS_LOG, &shown, undecodable(e));
-            return Some(id);
-        }
+    let Some(entry) = decoded::<AccessLogEntry>(r, ACCESS_LOG, &shown, v) else {
+        return Some(id);
     };
     if let Some((kind, name)) = al::tally_of(&entry) {
         if rd.has(r, ACCESS_LOG, &shown, &al::occurrence_key(kind, name, id)) == Some(false) {
@@ -1006,13 +991,8 @@ fn check_notifications(tree: &sled::Tree, r: &mut VerifyReport) {
     let mut records = 0u64;
     let mut entries = 0u64;
     let mut scan = Scan::new(NOTIFICATIONS);
-    for item in tree.iter() {
-        let Some((k, v)) = scan.next(r, item) else {
-            if scan.given_up() {
-                break;
-            }
-            continue;
-        };
+    let mut items = tree.iter();
+    while let Some((k, v)) = scan.next_in(&mut items, r) {
         entries += 1;
         match k.first().copied() {
             Some(nk::RECORD) => {
@@ -1049,12 +1029,8 @@ fn check_notification(rd: &Reader<'_>, r: &mut VerifyReport, id: &[u8], v: &[u8]
     if std::str::from_utf8(id).is_err() {
         r.push(NOTIFICATIONS, &shown, malformed("the id is not UTF-8"));
     }
-    let n = match codec::decode::<AtNotification>(v, NOTIFICATIONS, &|| shown.clone()) {
-        Ok(n) => n,
-        Err(e) => {
-            r.push(NOTIFICATIONS, &shown, undecodable(e));
-            return;
-        }
+    let Some(n) = decoded::<AtNotification>(r, NOTIFICATIONS, &shown, v) else {
+        return;
     };
     let eff = n.effective_expiry();
     match rd.get(r, NOTIFICATIONS, &shown, &prefixed(nk::FILED, id)) {
