@@ -208,7 +208,7 @@ async fn reopen_restores_counters_and_indexes_without_decoding_records() {
 
 fn tamper(dir: &Path, key: &[u8], value: &[u8]) {
     // The database is closed; poke its format record with raw sled.
-    let db = sled::open(dir.join("keys")).unwrap();
+    let db = common::open_raw(&dir.join("keys"));
     db.insert(key, value).unwrap();
     db.flush().unwrap();
     drop(db);
