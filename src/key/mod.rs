@@ -4,7 +4,7 @@
 //!
 //! * [`canonical_key`] is the one key form the stores use (trim, lower-case, drop spaces).
 //! * [`validate_key`] and [`check_key_length`] are the write-path checks.
-//! * [`classify`] gives the [`KeyType`] of a lower-cased key.
+//! * [`classify()`] gives the [`KeyType`] of a lower-cased key.
 //! * [`is_commit_skipped`] is the commit log's elision rule.
 //! * [`utf7_encode`]/[`utf7_len`] measure keys the way the Dart (Hive) keystore does.
 //! * [`parse_at_key`]/[`namespace_of`] split keys like at_commons `AtKey.fromString`.
