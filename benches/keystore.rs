@@ -375,6 +375,25 @@ fn put_group(c: &mut Criterion, fx: &Fx<'_>, name: &str, fresh: bool) {
     g.finish(RATIOS);
 }
 
+/// The raw baselines of the periodic metadata puts: the bare 3-tree transaction writing
+/// `rich`'s records, without and with the crate's deadlock guard.
+fn raw_rich_puts<'a>(g: &mut Group<'_, 'a>, fx: &'a Fx<'_>, rich: &'a Records) {
+    for (function, flush) in [
+        ("raw_txn3", Flush::Never),
+        ("raw_txn3_bounded", Flush::Every(CRATE_PERIODIC_BOUND)),
+    ] {
+        g.add(function, move |iters| {
+            let mut r = fx.raw3().borrow_mut();
+            let t = Instant::now();
+            for i in 0..iters {
+                r.put_txn(fx.key(i), rich.get(i), flush);
+            }
+            r.db.flush().expect("flush");
+            t.elapsed()
+        });
+    }
+}
+
 fn writes(c: &mut Criterion, fx: &Fx<'_>) {
     let n = fx.n;
     let rt = fx.rt;
@@ -398,21 +417,7 @@ fn writes(c: &mut Criterion, fx: &Fx<'_>) {
             t.elapsed()
         })
     });
-    for (function, flush) in [
-        ("raw_txn3", Flush::Never),
-        ("raw_txn3_bounded", Flush::Every(CRATE_PERIODIC_BOUND)),
-    ] {
-        let rich = &rich;
-        g.add(function, move |iters| {
-            let mut r = fx.raw3().borrow_mut();
-            let t = Instant::now();
-            for i in 0..iters {
-                r.put_txn(fx.key(i), rich.get(i), flush);
-            }
-            r.db.flush().expect("flush");
-            t.elapsed()
-        });
-    }
+    raw_rich_puts(&mut g, fx, &rich);
     g.finish(RATIOS);
 
     // Metadata only: the value is kept, the record rewritten, UPDATE_META committed.
@@ -430,21 +435,7 @@ fn writes(c: &mut Criterion, fx: &Fx<'_>) {
             t.elapsed()
         })
     });
-    for (function, flush) in [
-        ("raw_txn3", Flush::Never),
-        ("raw_txn3_bounded", Flush::Every(CRATE_PERIODIC_BOUND)),
-    ] {
-        let rich = &rich;
-        g.add(function, move |iters| {
-            let mut r = fx.raw3().borrow_mut();
-            let t = Instant::now();
-            for i in 0..iters {
-                r.put_txn(fx.key(i), rich.get(i), flush);
-            }
-            r.db.flush().expect("flush");
-            t.elapsed()
-        });
-    }
+    raw_rich_puts(&mut g, fx, &rich);
     g.finish(RATIOS);
 
     // remove (timed) then put back (not timed), so the store stays at N.
