@@ -124,13 +124,17 @@ fn access_entry(i: usize) -> Vec<u8> {
     })
 }
 
-fn note_keys(id: &str, at: Timestamp) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+/// Stages `note` the way the crate lays it out: the record, the expiry index entry and the
+/// id's expiry instant.
+fn stage_note(b: &mut sled::Batch, id: &str, note: &AtNotification) {
+    let at = note.expires_at.unwrap_or(Timestamp::EPOCH);
     let inst = ((at.as_millis() as u64) ^ (1u64 << 63)).to_be_bytes();
-    (
-        prefixed(b'n', id.as_bytes()),
+    b.insert(prefixed(b'n', id.as_bytes()), codec::encode(note));
+    b.insert(
         [&b"x"[..], &inst, id.as_bytes()].concat(),
-        prefixed(b'y', id.as_bytes()),
-    )
+        sled::IVec::default(),
+    );
+    b.insert(prefixed(b'y', id.as_bytes()), &inst[..]);
 }
 
 impl RawLogs {
@@ -160,15 +164,7 @@ impl RawLogs {
                     );
                 }
                 let id = notification_id(i);
-                let note = notification(&id, None);
-                let at = note.expires_at.unwrap_or(Timestamp::EPOCH);
-                let (nk, xk, yk) = note_keys(&id, at);
-                b.insert(nk, codec::encode(&note));
-                b.insert(xk, sled::IVec::default());
-                b.insert(
-                    yk,
-                    &((at.as_millis() as u64) ^ (1u64 << 63)).to_be_bytes()[..],
-                );
+                stage_note(&mut b, &id, &notification(&id, None));
             }
             r.access.apply_batch(a).expect("fill");
             r.notes.apply_batch(b).expect("fill");
@@ -282,19 +278,12 @@ fn notifications(c: &mut Criterion, fx: &Fx<'_>) {
         let r = fx.raw();
         let d = timed(iters, |i| {
             let id = notification_id(spread(i, n));
-            let note = notification(&id, None);
-            let at = note.expires_at.unwrap_or(Timestamp::EPOCH);
-            let (nk, xk, yk) = note_keys(&id, at);
             let mut b = sled::Batch::default();
-            if let Some(old) = r.notes.get(&yk).expect("get") {
+            let old = r.notes.get(prefixed(b'y', id.as_bytes())).expect("get");
+            if let Some(old) = old {
                 b.remove([&b"x"[..], &old, id.as_bytes()].concat());
             }
-            b.insert(nk, codec::encode(&note));
-            b.insert(xk, sled::IVec::default());
-            b.insert(
-                yk,
-                &((at.as_millis() as u64) ^ (1u64 << 63)).to_be_bytes()[..],
-            );
+            stage_note(&mut b, &id, &notification(&id, None));
             b.insert(&b"mentry_count"[..], &(n as u64).to_be_bytes()[..]);
             r.notes.apply_batch(b).expect("batch");
         });
@@ -340,15 +329,7 @@ fn notifications(c: &mut Criterion, fx: &Fx<'_>) {
             let mut b = sled::Batch::default();
             for j in 0..count {
                 let id = format!("expired-{j:08}");
-                let note = notification(&id, Some(past()));
-                let at = note.expires_at.unwrap_or(Timestamp::EPOCH);
-                let (nk, xk, yk) = note_keys(&id, at);
-                b.insert(nk, codec::encode(&note));
-                b.insert(xk, sled::IVec::default());
-                b.insert(
-                    yk,
-                    &((at.as_millis() as u64) ^ (1u64 << 63)).to_be_bytes()[..],
-                );
+                stage_note(&mut b, &id, &notification(&id, Some(past())));
             }
             r.notes.apply_batch(b).expect("plant");
             r.db.flush().expect("flush");

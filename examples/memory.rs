@@ -85,22 +85,11 @@ fn parse() -> Args {
     a
 }
 
-/// A field of `/proc/self/status` in kB (`VmHWM`, `VmRSS`).
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// A counter of `/proc/self/io`: `wchar` (bytes passed to write calls) or `write_bytes`
-/// (bytes the kernel wrote back to storage for this process, in whole pages).
-fn io_counter(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/io")
+/// The number after `field` in the `/proc/self/<file>` listing (`status`: `VmHWM:`,
+/// `VmRSS:` in kB; `io`: `wchar:`, bytes passed to write calls, or `write_bytes:`, bytes
+/// the kernel wrote back to storage for this process), 0 when unavailable.
+fn proc_self(file: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/{file}"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -132,7 +121,8 @@ fn main() {
     let a = parse();
     let rt = runtime();
     let started = Instant::now();
-    let (wchar_before, written_before) = (io_counter("wchar:"), io_counter("write_bytes:"));
+    let (wchar_before, written_before) =
+        (proc_self("io", "wchar:"), proc_self("io", "write_bytes:"));
     let (load_time, dir_bytes) = match a.mode.as_str() {
         "ours-durable" | "ours-periodic" => {
             let durability = if a.mode == "ours-durable" {
@@ -213,10 +203,10 @@ fn main() {
         }
         _ => usage(),
     };
-    let hwm_kb = status_kb("VmHWM:");
-    let rss_kb = status_kb("VmRSS:");
-    let wchar = io_counter("wchar:").saturating_sub(wchar_before);
-    let written = io_counter("write_bytes:").saturating_sub(written_before);
+    let hwm_kb = proc_self("status", "VmHWM:");
+    let rss_kb = proc_self("status", "VmRSS:");
+    let wchar = proc_self("io", "wchar:").saturating_sub(wchar_before);
+    let written = proc_self("io", "write_bytes:").saturating_sub(written_before);
     let rate = a.puts as f64 / load_time.as_secs_f64();
     let mode = if a.mode == "raw-txn3-bounded" && a.flush_every != CRATE_PERIODIC_BOUND {
         format!("{} (flush every {})", a.mode, a.flush_every)
