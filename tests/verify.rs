@@ -190,7 +190,35 @@ fn id_of(t: &sled::Tree, at_key: &str) -> u64 {
         .get(cat(&[b"k", at_key.as_bytes()]))
         .unwrap()
         .expect("indexed");
-    u64::from_be_bytes(v.as_ref().try_into().unwrap())
+    // The id, then (on the entry that carries them) the counts.
+    u64::from_be_bytes(v[..8].try_into().unwrap())
+}
+
+/// The high-water mark opening recovers: the stored one or the newest entry's id.
+fn hwm_of(t: &sled::Tree) -> i64 {
+    let stored = t
+        .get(b"mhwm")
+        .unwrap()
+        .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap()) as i64)
+        .unwrap_or(-1);
+    let newest = t
+        .range(&b"c"[..]..&b"d"[..])
+        .keys()
+        .next_back()
+        .map(|k| u64::from_be_bytes(k.unwrap()[1..].try_into().unwrap()) as i64)
+        .unwrap_or(-1);
+    stored.max(newest)
+}
+
+/// Stores the counts in `mcounts`, valid as of `as_of` (which then outranks any entry
+/// with an id up to `as_of` that carries counts).
+fn set_counts(t: &sled::Tree, records: u64, entries: u64, as_of: i64) {
+    let v = cat(&[
+        &records.to_be_bytes(),
+        &entries.to_be_bytes(),
+        &as_of.to_be_bytes(),
+    ]);
+    t.insert(b"mcounts", v).unwrap();
 }
 
 /// The violations as (store, key, problem) for exact comparison.
@@ -414,7 +442,7 @@ async fn extra_and_misdated_index_entries_are_stray() {
 #[tokio::test]
 async fn a_wrong_key_count_is_a_counter_mismatch() {
     let r = damaged("keys", "keystore", |t| {
-        t.insert(b"mkey_count", &99u64.to_be_bytes()[..]).unwrap();
+        set_counts(t, 99, COMMIT_ENTRIES, hwm_of(t));
     })
     .await;
     assert_eq!(
@@ -422,6 +450,33 @@ async fn a_wrong_key_count_is_a_counter_mismatch() {
         Problem::CounterMismatch {
             stored: 99,
             actual: KEYSTORE_RECORDS
+        }
+    );
+}
+
+#[tokio::test]
+async fn wrong_counts_on_the_newest_entrys_index_value_are_a_counter_mismatch() {
+    let r = damaged("keys", "keystore", |t| {
+        // The newest entry's index value carries the counts (no `mcounts` outranks it).
+        t.remove(b"mcounts").unwrap();
+        let (_, newest) = t.range(&b"c"[..]..&b"d"[..]).next_back().unwrap().unwrap();
+        let entry: CommitEntry = codec::decode(&newest, "test", &String::new).unwrap();
+        let index = cat(&[b"k", entry.at_key.as_bytes()]);
+        let v = t.get(&index).unwrap().unwrap();
+        assert_eq!(v.len(), 24, "the newest entry carries the counts");
+        let wrong = cat(&[
+            &v[..8],
+            &KEYSTORE_RECORDS.to_be_bytes(),
+            &7u64.to_be_bytes(),
+        ]);
+        t.insert(index, wrong).unwrap();
+    })
+    .await;
+    assert_eq!(
+        only(&r, "commit log", "cl_count"),
+        Problem::CounterMismatch {
+            stored: 7,
+            actual: COMMIT_ENTRIES
         }
     );
 }
@@ -460,27 +515,7 @@ async fn a_second_entry_for_an_at_key_is_a_duplicate() {
     let mut retained = 0;
     let r = damaged("keys", "keystore", |t| {
         retained = id_of(t, "k1.app@alice") as i64;
-        // The mark: the stored one, or (persisted lazily) the newest entry's id.
-        let stored = t
-            .get(b"mhwm")
-            .unwrap()
-            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap()) as i64)
-            .unwrap_or(-1);
-        let newest = t
-            .range(&b"c"[..]..&b"d"[..])
-            .keys()
-            .next_back()
-            .map(|k| u64::from_be_bytes(k.unwrap()[1..].try_into().unwrap()) as i64)
-            .unwrap_or(-1);
-        let hwm = stored.max(newest) as u64;
-        let count = u64::from_be_bytes(
-            t.get(b"mcl_count")
-                .unwrap()
-                .unwrap()
-                .as_ref()
-                .try_into()
-                .unwrap(),
-        );
+        let hwm = hwm_of(t) as u64;
         planted = hwm as i64 + 1;
         let e = CommitEntry::new("k1.app@alice", CommitOp::Update, T0, planted);
         // Counters kept consistent, so only the duplicate itself is wrong.
@@ -490,8 +525,7 @@ async fn a_second_entry_for_an_at_key_is_a_duplicate() {
         )
         .unwrap();
         t.insert(b"mhwm", &(hwm + 1).to_be_bytes()[..]).unwrap();
-        t.insert(b"mcl_count", &(count + 1).to_be_bytes()[..])
-            .unwrap();
+        set_counts(t, KEYSTORE_RECORDS, COMMIT_ENTRIES + 1, planted);
     })
     .await;
     assert_eq!(
@@ -548,8 +582,9 @@ async fn wrong_commit_counters_are_reported() {
     // A stored mark below the newest id is not damage: the mark is persisted lazily and
     // the newest entry carries it, so reopening recovers it. A wrong entry count is.
     let r = damaged("keys", "keystore", |t| {
+        let hwm = hwm_of(t);
         t.insert(b"mhwm", &0u64.to_be_bytes()[..]).unwrap();
-        t.insert(b"mcl_count", &3u64.to_be_bytes()[..]).unwrap();
+        set_counts(t, KEYSTORE_RECORDS, 3, hwm);
     })
     .await;
     let f = found(&r);

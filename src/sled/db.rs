@@ -233,6 +233,20 @@ impl SledDb {
         Ok(this)
     }
 
+    /// Marks a database of an older format as this build's. Every older format is read as
+    /// it is (format 1 keeps the keystore's counts in counter entries that format 2 reads
+    /// and replaces on its first write of them, see the layout's "Where the counts live"),
+    /// so only the format record changes, and it goes to disk before any write of the new
+    /// format: from then on older builds refuse the database instead of misreading it.
+    fn upgrade_format(&self, found: u32) -> Result<()> {
+        let context = format!("upgrading the format record from {found} to {FORMAT_VERSION}");
+        self.db
+            .insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes()[..])
+            .map_err(|e| backend(&context, e))?;
+        self.db.flush().map_err(|e| backend(&context, e))?;
+        Ok(())
+    }
+
     /// Checks (or, on a new database, records) the format version and the atSign.
     fn check_identity(&self, at_sign: &str) -> Result<()> {
         let format = self
@@ -265,6 +279,9 @@ impl SledDb {
                         stored,
                         requested: at_sign.to_string(),
                     });
+                }
+                if found < FORMAT_VERSION {
+                    self.upgrade_format(found)?;
                 }
                 if !self.path.join(IDENTITY_MARKER).exists() {
                     self.write_marker(at_sign)?;

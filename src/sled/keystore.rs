@@ -57,6 +57,10 @@ pub(crate) struct KeyStoreSettings {
 /// put, and no rewrite of the counters' page). `mhwm` is written in the same batch as
 /// soon as the newest entry would no longer carry the mark (it is purged, or the mark is
 /// raised without an entry).
+///
+/// The counts are persisted the same way (see the layout's "Where the counts live"): the
+/// newest commit entry's latest-entry index value carries them when its group made that
+/// entry; any other group that changes them writes `mcounts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Counters {
     hwm: i64,
@@ -66,6 +70,81 @@ pub(crate) struct Counters {
     stored_hwm: i64,
     /// Whether the commit entry with id `hwm` is on disk.
     hwm_entry_live: bool,
+    /// Whether the counts on disk are those carried by the newest entry's index value
+    /// (rather than `mcounts`).
+    counts_carried: bool,
+    /// Whether format 1's counter entries are still on disk (removed when `mcounts` is
+    /// first written).
+    legacy_counts: bool,
+}
+
+/// The keystore's counts as persisted, and where they were found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoredCounts {
+    /// The counts in force.
+    pub counts: lay::Counts,
+    /// Whether the newest commit entry's index value carries them.
+    pub carried: bool,
+    /// Whether format 1's counter entries hold the stored counts.
+    pub legacy: bool,
+}
+
+/// Reads the keystore's counts the way opening does: `mcounts` (or format 1's counters),
+/// overridden by the counts the newest commit entry's index value carries when that entry
+/// is newer than `mcounts`. `newest` is the newest commit entry (its key and value), if
+/// any. A newest entry that does not decode carries nothing (verification reports it).
+pub(crate) fn stored_counts(
+    tree: &sled::Tree,
+    newest: Option<&(IVec, IVec)>,
+) -> Result<StoredCounts> {
+    let corrupt = |key: &[u8], reason: &str| PersistenceError::CorruptRecord {
+        store: STORE,
+        key: lay::render(key),
+        reason: reason.to_string(),
+    };
+    let (stored, legacy) = match tree
+        .get(lay::COUNTS)
+        .map_err(|e| backend("read counts", e))?
+    {
+        Some(v) => (
+            lay::read_counts(&v).ok_or_else(|| corrupt(lay::COUNTS, "counts are not 24 bytes"))?,
+            false,
+        ),
+        None => {
+            let keys = read_counter(tree, STORE, lay::LEGACY_KEY_COUNT)?;
+            let entries = read_counter(tree, STORE, lay::LEGACY_COMMIT_COUNT)?;
+            let counts = lay::Counts {
+                keys: keys.unwrap_or(0),
+                entries: entries.unwrap_or(0),
+            };
+            ((counts, -1), keys.is_some() || entries.is_some())
+        }
+    };
+    let carried = newest.and_then(|(k, v)| {
+        let id = lay::commit_id_of(k)?;
+        let entry = decode_entry(v, k).ok()?;
+        let index = tree
+            .get(prefixed(lay::COMMIT_BY_KEY, entry.at_key.as_bytes()))
+            .ok()??;
+        match lay::read_latest(&index)? {
+            (named, Some(counts)) if named == id => Some((id, counts)),
+            _ => None,
+        }
+    });
+    let counts = lay::Counts::effective(stored, carried);
+    Ok(StoredCounts {
+        counts,
+        carried: carried.is_some_and(|(id, _)| id > stored.1),
+        legacy,
+    })
+}
+
+/// The newest commit entry of the keystore tree: its key and value.
+pub(crate) fn newest_entry(tree: &sled::Tree) -> Result<Option<(IVec, IVec)>> {
+    tree.range(vec![lay::COMMIT]..lay::prefix_end(lay::COMMIT))
+        .next_back()
+        .transpose()
+        .map_err(|e| backend("reading the newest commit entry", e))
 }
 
 impl Counters {
@@ -217,17 +296,14 @@ impl KsInner {
     pub(crate) fn open(db: Arc<SledDb>, settings: KeyStoreSettings) -> Result<Arc<KsInner>> {
         let tree = db.tree(TREE)?;
         let stored_hwm = read_counter(&tree, STORE, lay::HWM)?.map_or(-1, |v| v as i64);
-        // One seek: the newest entry's id (see `Counters`).
-        let newest = tree
-            .range(vec![lay::COMMIT]..lay::prefix_end(lay::COMMIT))
-            .keys()
-            .next_back()
-            .transpose()
-            .map_err(|e| backend("reading the newest commit id", e))?
-            .and_then(|k| lay::commit_id_of(&k));
+        // One seek: the newest entry, whose id may carry the mark and whose index value
+        // may carry the counts (see `Counters`).
+        let newest_entry = newest_entry(&tree)?;
+        let newest = newest_entry
+            .as_ref()
+            .and_then(|(k, _)| lay::commit_id_of(k));
         let hwm = stored_hwm.max(newest.unwrap_or(-1));
-        let commit_count = read_counter(&tree, STORE, lay::COMMIT_COUNT)?.unwrap_or(0);
-        let key_count = read_counter(&tree, STORE, lay::KEY_COUNT)?.unwrap_or(0);
+        let counts = stored_counts(&tree, newest_entry.as_ref())?;
         let events = Broadcast::new(settings.change_buffer);
         Ok(Arc::new(KsInner {
             settings,
@@ -235,10 +311,12 @@ impl KsInner {
             queue: WriteQueue::default(),
             counters: Mutex::new(Counters {
                 hwm,
-                commit_count,
-                key_count,
+                commit_count: counts.counts.entries,
+                key_count: counts.counts.keys,
                 stored_hwm,
                 hwm_entry_live: newest == Some(hwm),
+                counts_carried: counts.carried,
+                legacy_counts: counts.legacy,
             }),
             events,
             hooks: RemoveHooks::default(),
@@ -372,13 +450,18 @@ impl KsInner {
     fn latest_id(s: &Staging<'_>, at_key: &str) -> Result<Option<i64>> {
         let k = prefixed(lay::COMMIT_BY_KEY, at_key.as_bytes());
         match s.get_ivec(&k)? {
-            Some(v) => lay::read_i64(&v)
-                .map(Some)
-                .ok_or_else(|| PersistenceError::CorruptRecord {
-                    store: COMMIT_STORE,
-                    key: at_key.to_string(),
-                    reason: "latest-entry index value is not 8 bytes".into(),
-                }),
+            Some(v) => {
+                lay::latest_id_of(&v)
+                    .map(Some)
+                    .ok_or_else(|| PersistenceError::CorruptRecord {
+                        store: COMMIT_STORE,
+                        key: at_key.to_string(),
+                        reason: format!(
+                            "latest-entry index value is {} bytes, not 8 or 24",
+                            v.len()
+                        ),
+                    })
+            }
             None => Ok(None),
         }
     }
@@ -398,7 +481,7 @@ impl KsInner {
         s.insert(lay::commit_key(id), codec::encode(entry));
         s.insert(
             prefixed(lay::COMMIT_BY_KEY, entry.at_key.as_bytes()),
-            lay::id_bytes(id).to_vec(),
+            lay::latest_value(id, None),
         );
         if id > c.hwm {
             c.hwm = id;
@@ -745,10 +828,13 @@ impl KsInner {
         )
     }
 
-    /// Stages the counters that changed during the group (`mhwm` only when the newest
-    /// entry does not carry the mark: see [`Counters`]).
+    /// Stages the counters that changed during the group: `mhwm` only when the newest
+    /// entry does not carry the mark, and the counts on the index value of the newest
+    /// entry when the group made it, else in `mcounts` when they changed (see
+    /// [`Counters`]).
     fn stage_counters(s: &mut Staging<'_>, before: &Counters, after: &mut Counters) {
-        let entry_live = match s.staged(&lay::commit_key(after.hwm)) {
+        let newest = s.staged(&lay::commit_key(after.hwm)).map(|v| v.cloned());
+        let entry_live = match &newest {
             Some(staged) => staged.is_some() && after.hwm >= 0,
             None => after.hwm == before.hwm && before.hwm_entry_live,
         };
@@ -757,19 +843,40 @@ impl KsInner {
             after.stored_hwm = after.hwm;
         }
         after.hwm_entry_live = entry_live;
-        if before.commit_count != after.commit_count {
-            s.insert(
-                lay::COMMIT_COUNT.to_vec(),
-                after.commit_count.to_be_bytes().to_vec(),
-            );
-        }
-        if before.key_count != after.key_count {
-            s.insert(
-                lay::KEY_COUNT.to_vec(),
-                after.key_count.to_be_bytes().to_vec(),
-            );
+        let counts = lay::Counts {
+            keys: after.key_count,
+            entries: after.commit_count,
+        };
+        let changed =
+            before.commit_count != after.commit_count || before.key_count != after.key_count;
+        let carrier = match newest {
+            Some(Some(entry)) if after.hwm >= 0 => Self::carrier_index(s, &entry, after.hwm),
+            _ => None,
+        };
+        if let Some(index) = carrier {
+            s.insert(index, lay::latest_value(after.hwm, Some(counts)));
+            after.counts_carried = true;
+        } else if changed || (before.counts_carried && !entry_live) {
+            s.insert(lay::COUNTS, &lay::counts_value(counts, after.hwm)[..]);
+            if after.legacy_counts {
+                s.remove(lay::LEGACY_KEY_COUNT);
+                s.remove(lay::LEGACY_COMMIT_COUNT);
+                after.legacy_counts = false;
+            }
+            after.counts_carried = false;
         }
         s.commit_op();
+    }
+
+    /// The latest-entry index key of the staged entry `entry` with id `id`, when this group
+    /// staged that index pointing at it: the entry can then carry the counts.
+    fn carrier_index(s: &Staging<'_>, entry: &[u8], id: i64) -> Option<Vec<u8>> {
+        let at_key = decode_entry(entry, &lay::commit_key(id)).ok()?.at_key;
+        let index = prefixed(lay::COMMIT_BY_KEY, at_key.as_bytes());
+        match s.staged(&index) {
+            Some(Some(v)) if lay::latest_id_of(v) == Some(id) => Some(index),
+            _ => None,
+        }
     }
 
     /// Empties the tree in bounded chunks. Each chunk is one atomic batch that removes
@@ -837,9 +944,15 @@ impl KsInner {
         c.hwm_entry_live = false;
         c.key_count = 0;
         c.commit_count = 0;
+        c.counts_carried = false;
+        c.legacy_counts = false;
         batch.insert(lay::HWM, &(-1i64).to_be_bytes()[..]);
-        batch.insert(lay::KEY_COUNT, &0u64.to_be_bytes()[..]);
-        batch.insert(lay::COMMIT_COUNT, &0u64.to_be_bytes()[..]);
+        batch.insert(
+            lay::COUNTS,
+            &lay::counts_value(lay::Counts::default(), -1)[..],
+        );
+        batch.remove(lay::LEGACY_KEY_COUNT);
+        batch.remove(lay::LEGACY_COMMIT_COUNT);
         tree.apply_batch(batch).map_err(|e| backend("clear", e))
     }
 }
@@ -1547,7 +1660,7 @@ impl SledCommitLog {
             let latest = tree
                 .get(prefixed(lay::COMMIT_BY_KEY, entry.at_key.as_bytes()))
                 .map_err(|e| backend("compact", e))?
-                .and_then(|v| lay::read_i64(&v));
+                .and_then(|v| lay::latest_id_of(&v));
             if latest != Some(id) {
                 out.push(id);
             }
@@ -1707,13 +1820,13 @@ impl CommitLog for SledCommitLog {
         else {
             return Ok(None);
         };
-        let ck = match lay::read_i64(&id) {
+        let ck = match lay::latest_id_of(&id) {
             Some(id) => lay::commit_key(id),
             None => {
                 return Err(PersistenceError::CorruptRecord {
                     store: COMMIT_STORE,
                     key: key.to_string(),
-                    reason: "latest-entry index value is not 8 bytes".into(),
+                    reason: "latest-entry index value is not 8 or 24 bytes".into(),
                 })
             }
         };

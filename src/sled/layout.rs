@@ -13,12 +13,28 @@
 //! | `a` + instant + canonical key | empty: availability index (`available_at`) |
 //! | `C` + instant + canonical key | empty: creation index (`created_at`) |
 //! | `c` + commit id | envelope(`CommitEntry`) |
-//! | `k` + atKey (UTF-8) | commit id: latest entry per atKey |
+//! | `k` + atKey (UTF-8) | commit id: latest entry per atKey, optionally followed by the store's counts (see below) |
 //! | `m` + counter name | big-endian counter (`mhwm` is written lazily, see [`HWM`]) |
 //!
 //! Instants are 8 bytes: the millisecond count with its sign bit flipped, big-endian, so
 //! byte order is time order also before 1970. Commit ids are non-negative and stored as
 //! 8-byte big-endian unsigned integers, so byte order is id order.
+//!
+//! # Where the counts live (format 2)
+//!
+//! The keystore's two counts, records and retained commit entries, change with most
+//! writes. Writing a counter entry with each of them would add a sled write per put, so
+//! the counts ride on an entry the write makes anyway: the latest-entry index value of the
+//! group's newest commit entry is 24 bytes, the commit id then the two counts
+//! ([`latest_value`]). A group that changes the counts without making the newest entry
+//! (a commit-skipped key, compaction, a purge, a store without commit entries) writes them
+//! to [`COUNTS`] instead, with the high-water mark they are valid as of. At open the counts
+//! are those of the newest commit entry's index value if it carries them and that entry is
+//! newer than the `as of` of [`COUNTS`]; otherwise those of [`COUNTS`] (see
+//! [`Counts::effective`]). Format 1 kept the counts in [`LEGACY_COMMIT_COUNT`] and
+//! [`LEGACY_KEY_COUNT`], written with every change; a format-1 store is read as if they
+//! were a [`COUNTS`] valid as of -1, and they are removed when [`COUNTS`] is first
+//! written.
 
 use crate::model::Timestamp;
 
@@ -41,17 +57,22 @@ pub const COUNTER: u8 = b'm';
 /// only when the newest commit entry stops carrying the mark (purge, raise, replay), so the
 /// effective mark is `max(mhwm, newest commit id)`; an absent `mhwm` counts as -1.
 pub const HWM: &[u8] = b"mhwm";
-/// Counter: retained commit entries (u64).
-pub const COMMIT_COUNT: &[u8] = b"mcl_count";
-/// Counter: keystore records (u64).
-pub const KEY_COUNT: &[u8] = b"mkey_count";
+/// Format 1's counter of retained commit entries (u64); read, never written, by format 2.
+pub const LEGACY_COMMIT_COUNT: &[u8] = b"mcl_count";
+/// Format 1's counter of keystore records (u64); read, never written, by format 2.
+pub const LEGACY_KEY_COUNT: &[u8] = b"mkey_count";
+/// The counts when no commit entry carries them: records (u64), retained commit entries
+/// (u64), then the high-water mark (i64) they are valid as of; 24 bytes big-endian.
+pub const COUNTS: &[u8] = b"mcounts";
 
 /// Keys of the database-wide format record (default tree).
 pub const FORMAT_KEY: &[u8] = b"format_version";
 /// Key of the atSign the database belongs to (default tree).
 pub const AT_SIGN_KEY: &[u8] = b"at_sign";
-/// The on-disk format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format this build writes and the newest it reads. Format 1 differs only in
+/// where the keystore's counts live (see the module documentation); opening a format-1
+/// database upgrades its format record in place, after which format-1 builds refuse it.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Encodes an instant so that byte order is time order.
 pub fn instant_bytes(t: Timestamp) -> [u8; 8] {
@@ -103,6 +124,86 @@ pub fn id_bytes(id: i64) -> [u8; 8] {
     (id.max(0) as u64).to_be_bytes()
 }
 
+/// The keystore's counts: records and retained commit entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Keystore records.
+    pub keys: u64,
+    /// Retained commit entries.
+    pub entries: u64,
+}
+
+impl Counts {
+    fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.keys.to_be_bytes());
+        out[8..].copy_from_slice(&self.entries.to_be_bytes());
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Counts> {
+        Some(Counts {
+            keys: read_u64(bytes.get(..8)?)?,
+            entries: read_u64(bytes.get(8..16)?)?,
+        })
+    }
+
+    /// The counts in force: `carried` (the newest commit entry's id and the counts its
+    /// index value carries, if it carries any) when that entry is newer than what
+    /// `stored` (the [`COUNTS`] value and its `as of` mark) is valid as of, else `stored`.
+    pub fn effective(stored: (Counts, i64), carried: Option<(i64, Counts)>) -> Counts {
+        match carried {
+            Some((id, counts)) if id > stored.1 => counts,
+            _ => stored.0,
+        }
+    }
+}
+
+/// A [`COUNTS`] value: `counts` valid as of the high-water mark `as_of`.
+pub fn counts_value(counts: Counts, as_of: i64) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..16].copy_from_slice(&counts.to_bytes());
+    out[16..].copy_from_slice(&as_of.to_be_bytes());
+    out
+}
+
+/// Reads a [`COUNTS`] value; `None` unless it is 24 bytes.
+pub fn read_counts(bytes: &[u8]) -> Option<(Counts, i64)> {
+    if bytes.len() != 24 {
+        return None;
+    }
+    Some((Counts::from_bytes(&bytes[..16])?, read_i64(&bytes[16..])?))
+}
+
+/// A latest-entry index value: the commit id, followed by `counts` when this entry carries
+/// the store's counts.
+pub fn latest_value(id: i64, counts: Option<Counts>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(24);
+    v.extend_from_slice(&id_bytes(id));
+    if let Some(c) = counts {
+        v.extend_from_slice(&c.to_bytes());
+    }
+    v
+}
+
+/// Reads a latest-entry index value (8 or 24 bytes): the commit id and the counts it
+/// carries, if any.
+pub fn read_latest(bytes: &[u8]) -> Option<(i64, Option<Counts>)> {
+    match bytes.len() {
+        8 => Some((read_i64(bytes)?, None)),
+        24 => Some((
+            read_i64(&bytes[..8])?,
+            Some(Counts::from_bytes(&bytes[8..])?),
+        )),
+        _ => None,
+    }
+}
+
+/// The commit id of a latest-entry index value (8 or 24 bytes).
+pub fn latest_id_of(bytes: &[u8]) -> Option<i64> {
+    read_latest(bytes).map(|(id, _)| id)
+}
+
 /// `c` + id.
 pub fn commit_key(id: i64) -> Vec<u8> {
     let mut v = Vec::with_capacity(9);
@@ -143,6 +244,28 @@ pub fn render(key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_round_trip_and_the_newer_source_wins() {
+        let a = Counts {
+            keys: 7,
+            entries: 9,
+        };
+        let b = Counts {
+            keys: 1,
+            entries: 2,
+        };
+        assert_eq!(read_counts(&counts_value(a, 41)), Some((a, 41)));
+        assert_eq!(read_counts(&counts_value(a, 41)[..23]), None);
+        assert_eq!(read_latest(&latest_value(42, Some(b))), Some((42, Some(b))));
+        assert_eq!(read_latest(&latest_value(42, None)), Some((42, None)));
+        assert_eq!(read_latest(&[0; 16]), None);
+        assert_eq!(latest_id_of(&latest_value(42, Some(b))), Some(42));
+        // The carrier wins only when it is newer than the stored counts' mark.
+        assert_eq!(Counts::effective((a, 41), Some((42, b))), b);
+        assert_eq!(Counts::effective((a, 42), Some((42, b))), a);
+        assert_eq!(Counts::effective((a, 41), None), a);
+    }
 
     #[test]
     fn instant_order_matches_time_order() {
@@ -189,10 +312,34 @@ mod tests {
         assert_eq!(commit_key(258), vec![b'c', 0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(prefixed(COMMIT_BY_KEY, b"k@a"), b"kk@a".to_vec());
         assert_eq!(HWM, b"mhwm");
-        assert_eq!(COMMIT_COUNT, b"mcl_count");
-        assert_eq!(KEY_COUNT, b"mkey_count");
+        assert_eq!(LEGACY_COMMIT_COUNT, b"mcl_count");
+        assert_eq!(LEGACY_KEY_COUNT, b"mkey_count");
+        assert_eq!(COUNTS, b"mcounts");
+        let c = Counts {
+            keys: 3,
+            entries: 258,
+        };
+        assert_eq!(
+            counts_value(c, -1),
+            [
+                [0, 0, 0, 0, 0, 0, 0, 3],
+                [0, 0, 0, 0, 0, 0, 1, 2],
+                [0xff; 8]
+            ]
+            .concat()[..]
+        );
+        assert_eq!(latest_value(258, None), vec![0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(
+            latest_value(5, Some(c)),
+            [
+                [0, 0, 0, 0, 0, 0, 0, 5],
+                [0, 0, 0, 0, 0, 0, 0, 3],
+                [0, 0, 0, 0, 0, 0, 1, 2]
+            ]
+            .concat()
+        );
         assert_eq!(FORMAT_KEY, b"format_version");
         assert_eq!(AT_SIGN_KEY, b"at_sign");
-        assert_eq!(FORMAT_VERSION.to_be_bytes(), [0, 0, 0, 1]);
+        assert_eq!(FORMAT_VERSION.to_be_bytes(), [0, 0, 0, 2]);
     }
 }

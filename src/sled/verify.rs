@@ -5,12 +5,14 @@
 //! * **keystore**: every record (`d`) decodes and its key is UTF-8; the expiry, availability
 //!   and creation indexes (`e`, `a`, `C`) hold exactly the entry `prefix + instant + key`
 //!   for each record whose metadata has that field, with the same instant, and no entry
-//!   without a matching record; the `key_count` counter equals the number of records.
+//!   without a matching record; the stored key count (`key_count`: `mcounts`, or the
+//!   counts the newest commit entry's index value carries, as opening reads them) equals
+//!   the number of records.
 //! * **commit log** (same tree): every entry (`c`) decodes and carries its own id; the
 //!   latest-entry index (`k`) holds exactly one entry per atKey that has a commit entry and
 //!   names that entry (a second entry for an atKey is a duplicate; an index entry naming a
-//!   missing entry or another atKey's entry is stray); the `cl_count` counter equals the
-//!   number of entries; the high-water mark is at least every id. A retained entry of a live
+//!   missing entry or another atKey's entry is stray); the stored entry count (`cl_count`,
+//!   read the same way) equals the number of entries; the high-water mark is at least every id. A retained entry of a live
 //!   operation whose key has no record is counted in
 //!   [`orphan_commit_entries`](crate::store::VerifyReport::orphan_commit_entries), not
 //!   reported as a violation.
@@ -24,7 +26,7 @@
 //!   without its notification or disagreeing with it; `entry_count` equals the number of
 //!   notifications.
 //! * In every tree: no key of an unknown prefix or of the wrong length, no counter that is
-//!   not 8 bytes.
+//!   not 8 bytes (`mcounts`: 24 bytes).
 //!
 //! # Memory
 //!
@@ -54,7 +56,7 @@ use super::db::panic_message;
 use super::keystore::{self as ks, KsInner};
 use super::layout::{self as lay, prefixed, timed};
 use super::notifications::{self as nk, NkInner};
-use crate::error::Result;
+use crate::error::{PersistenceError, Result};
 use crate::key;
 use crate::model::{codec, AccessLogEntry, AtData, AtNotification, CommitEntry, CommitOp};
 use crate::model::{AtMetaData, Timestamp};
@@ -411,8 +413,14 @@ fn check_keystore(tree: &sled::Tree, live_hwm: i64, r: &mut VerifyReport) {
                 t.cl_entries += 1;
                 check_latest_index(&rd, r, &k[1..], &v);
             }
-            Some(lay::COUNTER) if k.as_ref() == lay::KEY_COUNT => t.ks_entries += 1,
-            Some(lay::COUNTER) if k.as_ref() == lay::HWM || k.as_ref() == lay::COMMIT_COUNT => {
+            Some(lay::COUNTER)
+                if k.as_ref() == lay::COUNTS || k.as_ref() == lay::LEGACY_KEY_COUNT =>
+            {
+                t.ks_entries += 1
+            }
+            Some(lay::COUNTER)
+                if k.as_ref() == lay::HWM || k.as_ref() == lay::LEGACY_COMMIT_COUNT =>
+            {
                 t.cl_entries += 1
             }
             _ => {
@@ -430,10 +438,16 @@ fn check_keystore(tree: &sled::Tree, live_hwm: i64, r: &mut VerifyReport) {
     if !scan.complete() {
         return;
     }
-    let key_count = rd.counter(r, KEYSTORE, "key_count", lay::KEY_COUNT, 0);
-    compare_counter(r, KEYSTORE, "key_count", key_count, t.records);
-    let cl_count = rd.counter(r, COMMIT_LOG, "cl_count", lay::COMMIT_COUNT, 0);
-    compare_counter(r, COMMIT_LOG, "cl_count", cl_count, t.commit_entries);
+    // The counts as opening reads them (`mcounts`, or the newest entry's index value).
+    let counts = stored_counts(tree, r).map(|c| c.counts);
+    compare_counter(r, KEYSTORE, "key_count", counts.map(|c| c.keys), t.records);
+    compare_counter(
+        r,
+        COMMIT_LOG,
+        "cl_count",
+        counts.map(|c| c.entries),
+        t.commit_entries,
+    );
     // The high-water mark is persisted lazily: the newest retained entry carries it, and
     // `mhwm` is written when that entry goes (an absent `mhwm` reads as -1). What opening
     // would recover, max(mhwm, newest id), must equal the mark the store is using, and no
@@ -459,6 +473,29 @@ fn check_keystore(tree: &sled::Tree, live_hwm: i64, r: &mut VerifyReport) {
                     actual: live_hwm as u64,
                 },
             );
+        }
+    }
+}
+
+/// The keystore's counts as opening reads them; `None` when they cannot be read
+/// (reported).
+fn stored_counts(tree: &sled::Tree, r: &mut VerifyReport) -> Option<ks::StoredCounts> {
+    let read = || ks::newest_entry(tree).and_then(|n| ks::stored_counts(tree, n.as_ref()));
+    match catch_unwind(AssertUnwindSafe(read)) {
+        Ok(Ok(c)) => Some(c),
+        Ok(Err(PersistenceError::CorruptRecord { key, reason, .. })) => {
+            r.push(KEYSTORE, &key, malformed(reason));
+            None
+        }
+        Ok(Err(e)) => {
+            let reason = e.to_string();
+            r.push(KEYSTORE, "counts", Problem::Unreadable { reason });
+            None
+        }
+        Err(_) => {
+            let reason = "the storage engine panicked reading the counts".to_string();
+            r.push(KEYSTORE, "counts", Problem::Unreadable { reason });
+            None
         }
     }
 }
@@ -555,7 +592,7 @@ fn check_commit_entry(rd: &Reader<'_>, r: &mut VerifyReport, k: &[u8], v: &[u8])
         &shown,
         &prefixed(lay::COMMIT_BY_KEY, entry.at_key.as_bytes()),
     )?;
-    match latest.as_deref().map(lay::read_i64) {
+    match latest.as_deref().map(lay::latest_id_of) {
         None => r.push(
             COMMIT_LOG,
             &shown,
@@ -586,11 +623,11 @@ fn check_commit_entry(rd: &Reader<'_>, r: &mut VerifyReport, k: &[u8], v: &[u8])
 fn check_latest_index(rd: &Reader<'_>, r: &mut VerifyReport, at_key: &[u8], v: &[u8]) {
     let shown = lay::render(at_key);
     let entry = "latest-entry index entry";
-    let Some(id) = lay::read_i64(v) else {
+    let Some(id) = lay::latest_id_of(v) else {
         r.push(
             COMMIT_LOG,
             &shown,
-            malformed(format!("{entry} value is {} bytes, not 8", v.len())),
+            malformed(format!("{entry} value is {} bytes, not 8 or 24", v.len())),
         );
         return;
     };
