@@ -457,7 +457,7 @@ impl KsInner {
                         store: COMMIT_STORE,
                         key: at_key.to_string(),
                         reason: format!(
-                            "latest-entry index value is {} bytes, not 8 or 24",
+                            "latest-entry index value of {} bytes is not an 8-byte id with optional varint counts",
                             v.len()
                         ),
                     })
@@ -1820,16 +1820,17 @@ impl CommitLog for SledCommitLog {
         else {
             return Ok(None);
         };
-        let ck = match lay::latest_id_of(&id) {
-            Some(id) => lay::commit_key(id),
-            None => {
-                return Err(PersistenceError::CorruptRecord {
+        let ck =
+            match lay::latest_id_of(&id) {
+                Some(id) => lay::commit_key(id),
+                None => return Err(PersistenceError::CorruptRecord {
                     store: COMMIT_STORE,
                     key: key.to_string(),
-                    reason: "latest-entry index value is not 8 or 24 bytes".into(),
-                })
-            }
-        };
+                    reason:
+                        "latest-entry index value is not an 8-byte id with optional varint counts"
+                            .into(),
+                }),
+            };
         match tree
             .get(&ck)
             .map_err(|e| backend("get_latest_commit_entry", e))?

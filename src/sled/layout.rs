@@ -25,8 +25,9 @@
 //! The keystore's two counts, records and retained commit entries, change with most
 //! writes. Writing a counter entry with each of them would add a sled write per put, so
 //! the counts ride on an entry the write makes anyway: the latest-entry index value of the
-//! group's newest commit entry is 24 bytes, the commit id then the two counts
-//! ([`latest_value`]). A group that changes the counts without making the newest entry
+//! group's newest commit entry is the commit id followed by the two counts as varints
+//! ([`latest_value`]; at most 22 bytes for counts below 2^35, so sled keeps it inline in
+//! its node like the plain 8-byte value). A group that changes the counts without making the newest entry
 //! (a commit-skipped key, compaction, a purge, a store without commit entries) writes them
 //! to [`COUNTS`] instead, with the high-water mark they are valid as of. At open the counts
 //! are those of the newest commit entry's index value if it carries them and that entry is
@@ -175,31 +176,57 @@ pub fn read_counts(bytes: &[u8]) -> Option<(Counts, i64)> {
     Some((Counts::from_bytes(&bytes[..16])?, read_i64(&bytes[16..])?))
 }
 
-/// A latest-entry index value: the commit id, followed by `counts` when this entry carries
-/// the store's counts.
+/// A latest-entry index value: the 8-byte commit id, followed, when this entry carries the
+/// store's counts, by the record count and the entry count as LEB128 varints (7 bits per
+/// byte, low group first, high bit set on all but the last byte).
 pub fn latest_value(id: i64, counts: Option<Counts>) -> Vec<u8> {
-    let mut v = Vec::with_capacity(24);
+    let mut v = Vec::with_capacity(28);
     v.extend_from_slice(&id_bytes(id));
     if let Some(c) = counts {
-        v.extend_from_slice(&c.to_bytes());
+        for mut n in [c.keys, c.entries] {
+            while n >= 0x80 {
+                v.push((n as u8) | 0x80);
+                n >>= 7;
+            }
+            v.push(n as u8);
+        }
     }
     v
 }
 
-/// Reads a latest-entry index value (8 or 24 bytes): the commit id and the counts it
-/// carries, if any.
-pub fn read_latest(bytes: &[u8]) -> Option<(i64, Option<Counts>)> {
-    match bytes.len() {
-        8 => Some((read_i64(bytes)?, None)),
-        24 => Some((
-            read_i64(&bytes[..8])?,
-            Some(Counts::from_bytes(&bytes[8..])?),
-        )),
-        _ => None,
+/// Reads one LEB128 varint written by [`latest_value`] off the front of `bytes`.
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut n: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        let low = u64::from(b & 0x7f);
+        if shift == 63 && low > 1 {
+            return None; // more than 64 bits
+        }
+        n |= low << shift;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
     }
+    None
 }
 
-/// The commit id of a latest-entry index value (8 or 24 bytes).
+/// Reads a latest-entry index value: the commit id and the counts it carries, if any.
+/// `None` unless it is 8 bytes, or 8 bytes and exactly two varints.
+pub fn read_latest(bytes: &[u8]) -> Option<(i64, Option<Counts>)> {
+    let id = read_i64(bytes.get(..8)?)?;
+    let mut rest = &bytes[8..];
+    if rest.is_empty() {
+        return Some((id, None));
+    }
+    let keys = take_varint(&mut rest)?;
+    let entries = take_varint(&mut rest)?;
+    rest.is_empty()
+        .then_some((id, Some(Counts { keys, entries })))
+}
+
+/// The commit id of a latest-entry index value.
 pub fn latest_id_of(bytes: &[u8]) -> Option<i64> {
     read_latest(bytes).map(|(id, _)| id)
 }
@@ -259,7 +286,31 @@ mod tests {
         assert_eq!(read_counts(&counts_value(a, 41)[..23]), None);
         assert_eq!(read_latest(&latest_value(42, Some(b))), Some((42, Some(b))));
         assert_eq!(read_latest(&latest_value(42, None)), Some((42, None)));
-        assert_eq!(read_latest(&[0; 16]), None);
+        assert_eq!(read_latest(&[0; 7]), None);
+        assert_eq!(read_latest(&[0; 9]), None, "one varint");
+        assert_eq!(read_latest(&[0; 11]), None, "trailing byte");
+        assert_eq!(
+            read_latest(&[[0; 8], [0x80; 8]].concat()),
+            None,
+            "unterminated"
+        );
+        let big = Counts {
+            keys: u64::MAX,
+            entries: 1 << 35,
+        };
+        assert_eq!(
+            read_latest(&latest_value(1, Some(big))),
+            Some((1, Some(big)))
+        );
+        let mut too_big = latest_value(1, Some(big));
+        too_big[17] = 0x7f; // the tenth byte of u64::MAX may carry only one bit
+        assert_eq!(read_latest(&too_big), None);
+        // Counts below 2^35 keep the value within sled's 22-byte inline limit.
+        let typical = Counts {
+            keys: (1 << 35) - 1,
+            entries: (1 << 35) - 1,
+        };
+        assert!(latest_value(i64::MAX, Some(typical)).len() <= 22);
         assert_eq!(latest_id_of(&latest_value(42, Some(b))), Some(42));
         // The carrier wins only when it is newer than the stored counts' mark.
         assert_eq!(Counts::effective((a, 41), Some((42, b))), b);
@@ -331,12 +382,7 @@ mod tests {
         assert_eq!(latest_value(258, None), vec![0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(
             latest_value(5, Some(c)),
-            [
-                [0, 0, 0, 0, 0, 0, 0, 5],
-                [0, 0, 0, 0, 0, 0, 0, 3],
-                [0, 0, 0, 0, 0, 0, 1, 2]
-            ]
-            .concat()
+            vec![0, 0, 0, 0, 0, 0, 0, 5, 3, 0x82, 0x02]
         );
         assert_eq!(FORMAT_KEY, b"format_version");
         assert_eq!(AT_SIGN_KEY, b"at_sign");

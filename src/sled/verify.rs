@@ -627,7 +627,10 @@ fn check_latest_index(rd: &Reader<'_>, r: &mut VerifyReport, at_key: &[u8], v: &
         r.push(
             COMMIT_LOG,
             &shown,
-            malformed(format!("{entry} value is {} bytes, not 8 or 24", v.len())),
+            malformed(format!(
+                "{entry} value of {} bytes is not an 8-byte id with optional varint counts",
+                v.len()
+            )),
         );
         return;
     };
