@@ -180,8 +180,13 @@ impl Ours {
 
 /// Puts `range` (key(i) = value(i), no metadata) in transactions of 1,000.
 pub async fn fill(ks: &Ks, range: std::ops::Range<usize>) {
+    fill_in(ks, range, 1000).await
+}
+
+/// Puts `range` (key(i) = value(i), no metadata) in transactions of `chunk` puts.
+pub async fn fill_in(ks: &Ks, range: std::ops::Range<usize>, chunk: usize) {
     let idx: Vec<usize> = range.collect();
-    for chunk in idx.chunks(1000) {
+    for chunk in idx.chunks(chunk.max(1)) {
         let chunk = chunk.to_vec();
         ks.transaction(|txn| async move {
             for i in chunk {
@@ -322,8 +327,13 @@ impl Raw3 {
     }
 
     pub fn fill(&mut self, range: std::ops::Range<usize>) {
+        self.fill_in(range, 1000)
+    }
+
+    /// Fills `range` with one batch per tree for every `chunk` keys, then flushes.
+    pub fn fill_in(&mut self, range: std::ops::Range<usize>, chunk: usize) {
         let idx: Vec<usize> = range.collect();
-        for chunk in idx.chunks(1000) {
+        for chunk in idx.chunks(chunk.max(1)) {
             let (mut v, mut c, mut k) = (
                 sled::Batch::default(),
                 sled::Batch::default(),
@@ -460,6 +470,11 @@ pub fn prefixed(p: u8, k: &[u8]) -> Vec<u8> {
 
 impl Raw1 {
     pub fn filled(n: usize) -> Raw1 {
+        Raw1::filled_in(n, 1000)
+    }
+
+    /// A one-tree store holding `n` keys, loaded in one batch per `chunk` keys.
+    pub fn filled_in(n: usize, chunk: usize) -> Raw1 {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = raw_db(&dir.path().join("db"));
         let tree = db.open_tree("keystore").expect("tree");
@@ -470,7 +485,7 @@ impl Raw1 {
             next_id: 0,
         };
         let idx: Vec<usize> = (0..n).collect();
-        for chunk in idx.chunks(1000) {
+        for chunk in idx.chunks(chunk.max(1)) {
             let mut b = sled::Batch::default();
             for &i in chunk {
                 let key = key(i);
