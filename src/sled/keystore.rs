@@ -1965,6 +1965,9 @@ mod record_v1 {
         })
     }
 
+    /// The options after `version` in `AtMetaData` (`available_at` to `app_metadata`).
+    const ABSENT_AFTER_VERSION: usize = 20;
+
     /// Reads a metadata into `m`, which must be `AtMetaData::default()`.
     #[inline(always)]
     fn metadata_into(c: &mut Cursor<'_>, m: &mut AtMetaData) -> Option<()> {
@@ -2006,6 +2009,14 @@ mod record_v1 {
         c.opt_into(expires_at, Cursor::timestamp)?;
         c.opt_into(status, Cursor::string)?;
         c.opt_into(version, Cursor::i64)?;
+        // The metadata builder sets only fields above this line; a record written without
+        // caller metadata ends with the other 20 options absent, 20 zero bytes, and the
+        // record ends there. One comparison replaces 20 tag tests; any other tail (a
+        // present option, a damaged or longer record) is read field by field below.
+        if c.0 == [0u8; ABSENT_AFTER_VERSION] {
+            c.0 = &[];
+            return Some(());
+        }
         c.opt_into(available_at, Cursor::timestamp)?;
         c.opt_into(ttb, Cursor::i64)?;
         c.opt_into(ttl, Cursor::i64)?;
@@ -2110,7 +2121,7 @@ mod record_v1 {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::model::codec;
+        use crate::model::{build_metadata, codec};
 
         /// A small deterministic generator (xorshift).
         struct Gen(u64);
@@ -2341,6 +2352,82 @@ mod record_v1 {
                         ..record
                     }
                 );
+            }
+        }
+
+        #[test]
+        fn reads_records_without_caller_metadata_and_their_near_misses_as_the_codec_does() {
+            let built = build_metadata("@alice", None, None, None, Timestamp::from_millis(7));
+            // Each option after `version` set alone, to values that encode as zero bytes
+            // where they can: the tail is then all zeros but one tag.
+            let zero = Timestamp::from_millis(0);
+            let setters: [fn(&mut AtMetaData); ABSENT_AFTER_VERSION] = [
+                |m| m.available_at = Some(Timestamp::from_millis(0)),
+                |m| m.ttb = Some(0),
+                |m| m.ttl = Some(0),
+                |m| m.ttr = Some(0),
+                |m| m.refresh_at = Some(Timestamp::from_millis(0)),
+                |m| m.is_cascade = Some(false),
+                |m| m.is_binary = Some(false),
+                |m| m.is_encrypted = Some(false),
+                |m| m.data_signature = Some(String::new()),
+                |m| m.shared_key_enc = Some(String::new()),
+                |m| m.pub_key_cs = Some(String::new()),
+                |m| m.encoding = Some(String::new()),
+                |m| m.enc_key_name = Some(String::new()),
+                |m| m.enc_algo = Some(String::new()),
+                |m| m.iv_nonce = Some(String::new()),
+                |m| m.ske_enc_key_name = Some(String::new()),
+                |m| m.ske_enc_algo = Some(String::new()),
+                |m| {
+                    m.pub_key_hash = Some(PublicKeyHash {
+                        hash: String::new(),
+                        algo: HashingAlgo::Sha256,
+                    })
+                },
+                |m| m.immutable = Some(false),
+                |m| {
+                    m.app_metadata = Some(AppMetadata {
+                        provider_id: String::new(),
+                        additional: None,
+                    })
+                },
+            ];
+            let mut metas = vec![built.clone(), AtMetaData::default()];
+            for set in setters {
+                let mut m = AtMetaData {
+                    version: Some(0),
+                    expires_at: Some(zero),
+                    ..built.clone()
+                };
+                set(&mut m);
+                metas.push(m);
+            }
+            for meta in metas {
+                for data in [None, Some(String::new()), Some("v".repeat(300))] {
+                    let record = AtData {
+                        data,
+                        meta_data: Some(meta.clone()),
+                        key: None,
+                    };
+                    let bytes = codec::encode(&record);
+                    assert_eq!(decode(&bytes), Some(record.clone()));
+                    let mut near = vec![
+                        bytes[..bytes.len() - 1].to_vec(),
+                        [&bytes[..], &[0]].concat(),
+                        [&bytes[..], &[1]].concat(),
+                    ];
+                    for back in 1..=ABSENT_AFTER_VERSION + 1 {
+                        let mut b = bytes.clone();
+                        let at = b.len() - back;
+                        b[at] ^= 1;
+                        near.push(b);
+                    }
+                    for b in near {
+                        assert_eq!(decode(&b), by_codec(&b), "bytes {b:?}");
+                        assert_eq!(decode_meta(&b), decode(&b).map(|d| d.meta_data));
+                    }
+                }
             }
         }
 
