@@ -61,7 +61,7 @@ impl StoreHandle {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(f)
-            .ok_or(PersistenceError::StoreClosed { store: self.store })
+            .ok_or_else(|| PersistenceError::StoreClosed { store: self.store })
     }
 
     /// `StoreClosed` once the store is closed.
