@@ -27,9 +27,10 @@
 //! the counts ride on an entry the write makes anyway: the latest-entry index value of the
 //! group's newest commit entry is the commit id followed by the two counts as varints
 //! ([`latest_value`]; at most 22 bytes for counts below 2^35, so sled keeps it inline in
-//! its node like the plain 8-byte value). A group that changes the counts without making the newest entry
-//! (a commit-skipped key, compaction, a purge, a store without commit entries) writes them
-//! to [`COUNTS`] instead, with the high-water mark they are valid as of. At open the counts
+//! its node like the plain 8-byte value). A group that changes the counts without making
+//! the newest entry (a commit-skipped key, compaction, a purge, a store without commit
+//! entries) writes them to [`COUNTS`] instead, with the high-water mark they are valid as
+//! of. At open the counts
 //! are those of the newest commit entry's index value if it carries them and that entry is
 //! newer than the `as of` of [`COUNTS`]; otherwise those of [`COUNTS`] (see
 //! [`Counts::effective`]). Format 1 kept the counts in [`LEGACY_COMMIT_COUNT`] and
