@@ -26,7 +26,7 @@ use at_persistence_secondary_server::store::{
     Bundle, IterateOptions, PersistenceFactory, Problem, WriteOptions,
 };
 use at_persistence_secondary_server::PersistenceError;
-use common::{every_record, raw_insert, server_layout, T0};
+use common::{every_record, raw_insert, runtime, server_layout, T0};
 use futures::StreamExt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -51,14 +51,6 @@ fn key(i: usize) -> String {
 
 fn value(i: usize) -> String {
     format!("value {i} {}", "x".repeat(200 + i % 50))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// A server store in `dir` with `RECORDS` keystore records, closed.

@@ -11,7 +11,7 @@ use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersisten
 use at_persistence_secondary_server::store::{
     Bundle, IterateOptions, KeyValueStoreExt, PersistenceFactory, RemoveOptions, WriteOptions,
 };
-use common::{collect_ok, edit_raw_tree, open_raw, server_layout, T0};
+use common::{collect_ok, edit_raw_tree, open_raw, runtime, server_layout, T0};
 use proptest::prelude::*;
 use std::path::Path;
 use std::sync::Arc;
@@ -200,14 +200,6 @@ async fn run(cfg: SledPersistenceConfig, ops: Vec<Op>) {
     f.close().await;
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
@@ -255,22 +247,40 @@ fn has_key(dir: &Path, key: &str) -> bool {
     db.open_tree("keystore").unwrap().contains_key(key).unwrap()
 }
 
+/// Opens the store at `cfg`, puts each of `keys` (value "v"), closes it.
+async fn put_and_close(cfg: &SledPersistenceConfig, keys: &[String]) {
+    let f = SledPersistenceFactory::new();
+    let b = open(&f, cfg).await;
+    for k in keys {
+        b.key_value_store()
+            .put(k, AtData::new("v"), WriteOptions::default())
+            .await
+            .unwrap();
+    }
+    f.close().await;
+}
+
+/// Opens the closed store at `cfg` and checks its counts (see [`check_counts`]).
+async fn reopen_checked(
+    cfg: &SledPersistenceConfig,
+    when: &str,
+) -> (SledPersistenceFactory, Arc<Bundle>) {
+    let f = SledPersistenceFactory::new();
+    let b = open(&f, cfg).await;
+    check_counts(&b, when).await;
+    (f, b)
+}
+
 #[tokio::test]
 async fn a_format_1_store_is_upgraded_at_open_and_keeps_its_counts() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = server_layout(dir.path());
-    let f = SledPersistenceFactory::new();
-    let b = open(&f, &cfg).await;
-    let ks = b.key_value_store();
-    for i in 0..4 {
-        ks.put(&key(i, false), AtData::new("v"), WriteOptions::default())
-            .await
-            .unwrap();
-    }
-    ks.put(&key(0, true), AtData::new("v"), WriteOptions::default())
-        .await
-        .unwrap();
-    ks.remove(&key(3, false), RemoveOptions::default())
+    let mut keys: Vec<String> = (0..4).map(|i| key(i, false)).collect();
+    keys.push(key(0, true));
+    put_and_close(&cfg, &keys).await;
+    let (f, b) = reopen_checked(&cfg, "before the downgrade").await;
+    b.key_value_store()
+        .remove(&key(3, false), RemoveOptions::default())
         .await
         .unwrap();
     f.close().await;
@@ -279,41 +289,29 @@ async fn a_format_1_store_is_upgraded_at_open_and_keeps_its_counts() {
     downgrade_to_format_1(dir.path(), 4, 4);
     assert_eq!(format_of(dir.path()), 1);
 
-    let f = SledPersistenceFactory::new();
-    let b = open(&f, &cfg).await;
-    check_counts(&b, "after the upgrade").await;
+    let (f, b) = reopen_checked(&cfg, "after the upgrade").await;
     assert_eq!(b.key_value_store().stats().await.unwrap().total_keys, 4);
     assert_eq!(b.commit_log().unwrap().entries_count().await.unwrap(), 4);
-    // A committed put carries the counts on its index value; format 1's counters stay
-    // until the counts are next written on their own.
-    b.key_value_store()
-        .put(&key(4, false), AtData::new("v"), WriteOptions::default())
-        .await
-        .unwrap();
     f.close().await;
     drop(b);
+    // A committed put carries the counts on its index value; format 1's counters stay
+    // until the counts are next written on their own.
+    put_and_close(&cfg, &[key(4, false)]).await;
     assert_eq!(format_of(dir.path()), 2, "the format record was upgraded");
     assert!(has_key(dir.path(), "mkey_count"));
 
-    let f = SledPersistenceFactory::new();
-    let b = open(&f, &cfg).await;
-    check_counts(&b, "after a committed put").await;
+    let (f, b) = reopen_checked(&cfg, "after a committed put").await;
     assert_eq!(b.key_value_store().stats().await.unwrap().total_keys, 5);
-    // A skipped key's put changes the counts without a commit entry: `mcounts` replaces
-    // format 1's counters in the same batch.
-    b.key_value_store()
-        .put(&key(1, true), AtData::new("v"), WriteOptions::default())
-        .await
-        .unwrap();
     f.close().await;
     drop(b);
+    // A skipped key's put changes the counts without a commit entry: `mcounts` replaces
+    // format 1's counters in the same batch.
+    put_and_close(&cfg, &[key(1, true)]).await;
     assert!(has_key(dir.path(), "mcounts"));
     assert!(!has_key(dir.path(), "mkey_count"));
     assert!(!has_key(dir.path(), "mcl_count"));
 
-    let f = SledPersistenceFactory::new();
-    let b = open(&f, &cfg).await;
-    check_counts(&b, "after the counts moved to mcounts").await;
+    let (f, b) = reopen_checked(&cfg, "after the counts moved to mcounts").await;
     assert_eq!(b.key_value_store().stats().await.unwrap().total_keys, 6);
     assert_eq!(b.commit_log().unwrap().entries_count().await.unwrap(), 5);
     f.close().await;
@@ -324,15 +322,7 @@ async fn a_new_key_put_writes_no_counter_entry() {
     // The point of the layout: a committed put of a new key writes its record, creation
     // index, commit entry and index value, and the counts ride on the index value.
     let dir = tempfile::tempdir().unwrap();
-    let cfg = server_layout(dir.path());
-    let f = SledPersistenceFactory::new();
-    let b = open(&f, &cfg).await;
-    b.key_value_store()
-        .put(&key(0, false), AtData::new("v"), WriteOptions::default())
-        .await
-        .unwrap();
-    f.close().await;
-    drop(b);
+    put_and_close(&server_layout(dir.path()), &[key(0, false)]).await;
     let db = open_raw(&dir.path().join("keys"));
     let t = db.open_tree("keystore").unwrap();
     let counters: Vec<String> = t
@@ -353,14 +343,7 @@ async fn a_new_key_put_writes_no_counter_entry() {
 async fn malformed_counts_refuse_the_open_with_a_typed_error_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = server_layout(dir.path());
-    let f = SledPersistenceFactory::new();
-    let b = open(&f, &cfg).await;
-    b.key_value_store()
-        .put(&key(0, true), AtData::new("v"), WriteOptions::default())
-        .await
-        .unwrap();
-    f.close().await;
-    drop(b);
+    put_and_close(&cfg, &[key(0, true)]).await;
     assert!(
         has_key(dir.path(), "mcounts"),
         "a skipped key's put wrote mcounts"

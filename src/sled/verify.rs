@@ -132,12 +132,12 @@ fn contained(
 
 /// Runs one engine read (a `kind` of read), reporting an engine error or panic as
 /// [`Problem::Unreadable`] against `store` and `at`; `None` when it failed.
-fn guarded<T>(
+fn guarded<T, E: std::fmt::Display>(
     r: &mut VerifyReport,
     store: &'static str,
     at: &str,
     kind: &str,
-    read: impl FnOnce() -> sled::Result<T>,
+    read: impl FnOnce() -> std::result::Result<T, E>,
 ) -> Option<T> {
     let reason = match catch_unwind(AssertUnwindSafe(read)) {
         Ok(Ok(v)) => return Some(v),
@@ -478,23 +478,18 @@ fn check_keystore(tree: &sled::Tree, live_hwm: i64, r: &mut VerifyReport) {
 }
 
 /// The keystore's counts as opening reads them; `None` when they cannot be read
-/// (reported).
+/// (reported: a malformed counts value as malformed at its key, anything else as
+/// unreadable).
 fn stored_counts(tree: &sled::Tree, r: &mut VerifyReport) -> Option<ks::StoredCounts> {
-    let read = || ks::newest_entry(tree).and_then(|n| ks::stored_counts(tree, n.as_ref()));
-    match catch_unwind(AssertUnwindSafe(read)) {
-        Ok(Ok(c)) => Some(c),
-        Ok(Err(PersistenceError::CorruptRecord { key, reason, .. })) => {
+    let read = || match ks::newest_entry(tree).and_then(|n| ks::stored_counts(tree, n.as_ref())) {
+        Ok(c) => Ok(Ok(c)),
+        Err(PersistenceError::CorruptRecord { key, reason, .. }) => Ok(Err((key, reason))),
+        Err(e) => Err(e),
+    };
+    match guarded(r, KEYSTORE, "counts", "read of the counts", read)? {
+        Ok(c) => Some(c),
+        Err((key, reason)) => {
             r.push(KEYSTORE, &key, malformed(reason));
-            None
-        }
-        Ok(Err(e)) => {
-            let reason = e.to_string();
-            r.push(KEYSTORE, "counts", Problem::Unreadable { reason });
-            None
-        }
-        Err(_) => {
-            let reason = "the storage engine panicked reading the counts".to_string();
-            r.push(KEYSTORE, "counts", Problem::Unreadable { reason });
             None
         }
     }

@@ -41,6 +41,16 @@ pub fn server_periodic(dir: &Path) -> SledPersistenceConfig {
     server(dir).with_durability(Durability::Periodic { interval_ms: 50 })
 }
 
+/// A two-worker tokio runtime, for test functions that are not `#[tokio::test]`
+/// (property tests, a custom harness).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Opens the closed database at `path` with raw sled. sled releases its file lock a moment
 /// after the last handle is dropped (its background threads hold it briefly), so a lock
 /// error is retried for a while.
