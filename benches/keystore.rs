@@ -44,6 +44,7 @@ struct Fx<'r> {
     ours_d: OnceCell<Ours>,
     raw3: OnceCell<RefCell<Raw3>>,
     raw1: OnceCell<RefCell<Raw1>>,
+    raw2: OnceCell<RefCell<Raw2>>,
     /// Next index of a brand-new key, per store.
     new_p: Cell<usize>,
     new_d: Cell<usize>,
@@ -60,6 +61,7 @@ impl<'r> Fx<'r> {
             ours_d: OnceCell::new(),
             raw3: OnceCell::new(),
             raw1: OnceCell::new(),
+            raw2: OnceCell::new(),
             new_p: Cell::new(n),
             new_d: Cell::new(n),
             new_r1: Cell::new(n),
@@ -78,6 +80,9 @@ impl<'r> Fx<'r> {
     }
     fn raw1(&self) -> &RefCell<Raw1> {
         self.raw1.get_or_init(|| RefCell::new(Raw1::filled(self.n)))
+    }
+    fn raw2(&self) -> &RefCell<Raw2> {
+        self.raw2.get_or_init(|| RefCell::new(Raw2::filled(self.n)))
     }
     fn key(&self, i: u64) -> &str {
         &self.keys[spread(i, self.n)]
@@ -129,6 +134,14 @@ fn reads(c: &mut Criterion, fx: &Fx<'_>) {
         timed(iters, |i| {
             let k = prefixed(b'd', fx.key(i).as_bytes());
             std::hint::black_box(r.tree.get(k).expect("get"));
+        })
+    });
+    // The same record read from a tree that holds only records (the other entries in a
+    // second tree of the same database).
+    g.add("raw_records_tree", |iters| {
+        let r = fx.raw2().borrow();
+        timed(iters, |i| {
+            std::hint::black_box(r.records.get(fx.key(i)).expect("get"));
         })
     });
     g.finish(RATIOS);
@@ -357,6 +370,17 @@ fn put_group(c: &mut Criterion, fx: &Fx<'_>, name: &str, fresh: bool) {
                 for i in 0..iters {
                     let k = pick(i, &fx.new_r1);
                     r.put_batch(&k, records.get(i), flush);
+                }
+                r.db.flush().expect("flush");
+                t.elapsed()
+            });
+        }
+        for (function, flush) in [("raw_txn2", false), ("raw_txn2_flush", true)] {
+            g.add(function, move |iters| {
+                let mut r = fx.raw2().borrow_mut();
+                let t = Instant::now();
+                for i in 0..iters {
+                    r.put_txn(fx.key(i), records.get(i), flush);
                 }
                 r.db.flush().expect("flush");
                 t.elapsed()
@@ -817,6 +841,18 @@ const RATIOS: &[Ratio] = &[
         note: "same layout",
     },
     Ratio {
+        group: "get",
+        num: "raw_one_tree",
+        den: "raw",
+        note: "raw sled: one-tree layout",
+    },
+    Ratio {
+        group: "get",
+        num: "raw_records_tree",
+        den: "raw",
+        note: "raw sled: records in a tree of their own",
+    },
+    Ratio {
         group: "get_meta",
         num: "ours",
         den: "raw",
@@ -887,6 +923,18 @@ const RATIOS: &[Ratio] = &[
         num: "raw_txn3",
         den: "raw_plain",
         note: "sled's atomicity cost",
+    },
+    Ratio {
+        group: "put_overwrite",
+        num: "raw_txn2_flush",
+        den: "raw_batch1_flush",
+        note: "raw sled: records in their own tree, 2-tree txn vs one-tree batch",
+    },
+    Ratio {
+        group: "put_overwrite",
+        num: "raw_txn2",
+        den: "raw_batch1",
+        note: "the same without flushes",
     },
     Ratio {
         group: "put_new",

@@ -526,6 +526,76 @@ impl Raw1 {
     }
 }
 
+/// Records in a tree of their own, the layout the crate did not choose (see PERFORMANCE.md,
+/// "Known limits"): `records` holds the records by key, `rest` the one-tree layout's other
+/// entries (`c` entry, `k` index); a put is one two-tree transaction, with the previous
+/// entry read before it as the crate reads it.
+pub struct Raw2 {
+    pub dir: TempDir,
+    pub db: sled::Db,
+    pub records: sled::Tree,
+    pub rest: sled::Tree,
+    pub next_id: u64,
+}
+
+impl Raw2 {
+    /// Holds keys `0..n`, loaded in one batch per tree for every 1,000 keys.
+    pub fn filled(n: usize) -> Raw2 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = raw_db(&dir.path().join("db"));
+        let mut r = Raw2 {
+            records: db.open_tree("records").expect("tree"),
+            rest: db.open_tree("keystore").expect("tree"),
+            db,
+            dir,
+            next_id: 0,
+        };
+        let idx: Vec<usize> = (0..n).collect();
+        for chunk in idx.chunks(1000) {
+            let (mut v, mut rest) = (sled::Batch::default(), sled::Batch::default());
+            for &i in chunk {
+                let key = key(i);
+                let id = r.next_id;
+                r.next_id += 1;
+                v.insert(key.as_bytes(), record_bytes(i, None));
+                rest.insert(
+                    prefixed(b'c', &id.to_be_bytes()),
+                    entry_bytes(&key, CommitOp::Update, id),
+                );
+                rest.insert(prefixed(b'k', key.as_bytes()), &id.to_be_bytes()[..]);
+            }
+            r.records.apply_batch(v).expect("fill");
+            r.rest.apply_batch(rest).expect("fill");
+        }
+        r.db.flush().expect("flush");
+        r
+    }
+
+    /// One logical put (the writes of [`Raw1::put_batch`]) as one two-tree transaction.
+    pub fn put_txn(&mut self, key: &str, record: &[u8], flush: bool) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let kk = prefixed(b'k', key.as_bytes());
+        let old = self.rest.get(&kk).expect("get").map(|o| prefixed(b'c', &o));
+        let ck = prefixed(b'c', &id.to_be_bytes());
+        let entry = entry_bytes(key, CommitOp::Update, id);
+        (&self.records, &self.rest)
+            .transaction(|(v, rest)| {
+                if let Some(old) = &old {
+                    rest.remove(old.as_slice())?;
+                }
+                v.insert(key.as_bytes(), record)?;
+                rest.insert(ck.as_slice(), entry.as_slice())?;
+                rest.insert(kk.as_slice(), &id.to_be_bytes()[..])?;
+                Ok::<_, TxErr>(())
+            })
+            .expect("raw txn");
+        if flush {
+            self.db.flush().expect("flush");
+        }
+    }
+}
+
 /// Size of a directory tree in bytes.
 pub fn dir_size(path: &Path) -> u64 {
     let mut total = 0;
