@@ -2,12 +2,13 @@
 //! per process, so each configuration is one run).
 //!
 //! Loads `--keys` keys, then overwrites them `--puts` times in total (spread over the keys)
-//! from `--writers` OS threads, and reports the process's peak RSS (`VmHWM`), the database
+//! from `--writers` OS threads (or, with `--tasks`, as many tokio tasks on a multi-thread
+//! runtime with one worker per core: the crate's modes only), and reports the process's peak RSS (`VmHWM`), the database
 //! size on disk, the bytes the process wrote (`/proc/self/io`: `wchar`, handed to write
 //! calls, and `write_bytes`, written back by the kernel in whole pages) and the put rate.
 //!
 //! ```text
-//! cargo run --release --example memory -- MODE [--keys N] [--puts P] [--writers W] [--cache-mb M] [--flush-every K] [--fill-chunk C]
+//! cargo run --release --example memory -- MODE [--keys N] [--puts P] [--writers W] [--cache-mb M] [--flush-every K] [--fill-chunk C] [--tasks]
 //! ```
 //!
 //! `MODE` is one of:
@@ -55,13 +56,16 @@ struct Args {
     flush_every: u32,
     /// Keys per transaction (or per batch) while loading.
     fill_chunk: usize,
+    /// The writers are tokio tasks, not OS threads (the crate's modes only).
+    tasks: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: memory MODE [--keys N] [--puts P] [--writers W] [--cache-mb M] [--flush-every K] [--fill-chunk C]\n\
+        "usage: memory MODE [--keys N] [--puts P] [--writers W] [--cache-mb M] [--flush-every K] [--fill-chunk C] [--tasks]\n\
          MODE: ours-durable | ours-periodic | raw-txn3 | raw-txn3-bounded | raw-txn3-flush | raw-batch1 | raw-plain\n\
-         --flush-every K: raw-txn3-bounded only (default 2, the crate's bound)"
+         --flush-every K: raw-txn3-bounded only (default 2, the crate's bound)\n\
+         --tasks: ours-durable and ours-periodic only"
     );
     std::process::exit(2)
 }
@@ -77,8 +81,13 @@ fn parse() -> Args {
         cache: CACHE,
         flush_every: CRATE_PERIODIC_BOUND,
         fill_chunk: 100,
+        tasks: false,
     };
     while let Some(flag) = it.next() {
+        if flag == "--tasks" && a.mode.starts_with("ours-") {
+            a.tasks = true;
+            continue;
+        }
         let v = it.next().unwrap_or_else(|| usage());
         let num: u64 = v.parse().unwrap_or_else(|_| usage());
         match flag.as_str() {
@@ -124,6 +133,36 @@ fn drive(puts: u64, writers: usize, put: &(dyn Fn(usize, u64) + Sync)) {
     });
 }
 
+/// Runs the puts of `a` as `a.writers` tokio tasks on a multi-thread runtime with one
+/// worker per core, as a server runs its connections.
+fn drive_tasks(ks: &Ks, a: &Args) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let per = a.puts.div_ceil(a.writers as u64);
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..a.writers)
+            .map(|w| {
+                let ks = ks.clone();
+                let keys = a.keys;
+                tokio::spawn(async move {
+                    for j in 0..per {
+                        let i = pick(w, j, keys);
+                        let v = AtData::new(value(j as usize));
+                        ks.put(&key(i), v, WriteOptions::default())
+                            .await
+                            .expect("put");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("writer task");
+        }
+    });
+}
+
 fn pick(w: usize, j: u64, keys: usize) -> usize {
     spread(w as u64 * 1_000_003 + j, keys)
 }
@@ -150,15 +189,19 @@ fn main() {
             let ks = bundle.key_value_store().clone();
             rt.block_on(fill_in(&ks, 0..a.keys, a.fill_chunk));
             let t = Instant::now();
-            drive(a.puts, a.writers, &|w, j| {
-                let i = pick(w, j, a.keys);
-                futures::executor::block_on(ks.put(
-                    &key(i),
-                    AtData::new(value(j as usize)),
-                    WriteOptions::default(),
-                ))
-                .expect("put");
-            });
+            if a.tasks {
+                drive_tasks(&ks, &a);
+            } else {
+                drive(a.puts, a.writers, &|w, j| {
+                    let i = pick(w, j, a.keys);
+                    futures::executor::block_on(ks.put(
+                        &key(i),
+                        AtData::new(value(j as usize)),
+                        WriteOptions::default(),
+                    ))
+                    .expect("put");
+                });
+            }
             let load = t.elapsed();
             rt.block_on(bundle.close());
             (load, dir_size(dir.path()))
@@ -224,12 +267,17 @@ fn main() {
     } else {
         a.mode.clone()
     };
+    let writers = if a.tasks {
+        format!("{} tasks", a.writers)
+    } else {
+        a.writers.to_string()
+    };
     println!(
         "mode={} keys={} puts={} writers={} cache={}MiB",
         mode,
         a.keys,
         a.puts,
-        a.writers,
+        writers,
         a.cache / (1024 * 1024)
     );
     println!(
@@ -252,7 +300,7 @@ fn main() {
         mode,
         a.keys,
         a.puts,
-        a.writers,
+        writers,
         a.cache / (1024 * 1024),
         rate,
         hwm_kb as f64 / 1024.0,
