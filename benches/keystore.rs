@@ -353,47 +353,35 @@ fn put_group(c: &mut Criterion, fx: &Fx<'_>, name: &str, fresh: bool) {
             } else {
                 fx.raw3().borrow_mut()
             };
-            let t = Instant::now();
-            for i in 0..iters {
+            let db = r.db.clone();
+            timed_flushed(&db, iters, |i| {
                 let k = pick(i, counter);
                 r.put_txn(&k, records.get(i), flush);
-            }
-            r.db.flush().expect("flush");
-            t.elapsed()
+            })
         });
     }
     if !fresh {
         for (function, flush) in [("raw_batch1", false), ("raw_batch1_flush", true)] {
             g.add(function, move |iters| {
                 let mut r = fx.raw1().borrow_mut();
-                let t = Instant::now();
-                for i in 0..iters {
+                let db = r.db.clone();
+                timed_flushed(&db, iters, |i| {
                     let k = pick(i, &fx.new_r1);
                     r.put_batch(&k, records.get(i), flush);
-                }
-                r.db.flush().expect("flush");
-                t.elapsed()
+                })
             });
         }
         for (function, flush) in [("raw_txn2", false), ("raw_txn2_flush", true)] {
             g.add(function, move |iters| {
                 let mut r = fx.raw2().borrow_mut();
-                let t = Instant::now();
-                for i in 0..iters {
-                    r.put_txn(fx.key(i), records.get(i), flush);
-                }
-                r.db.flush().expect("flush");
-                t.elapsed()
+                let db = r.db.clone();
+                timed_flushed(&db, iters, |i| r.put_txn(fx.key(i), records.get(i), flush))
             });
         }
         g.add("raw_plain", |iters| {
             let mut r = fx.raw3().borrow_mut();
-            let t = Instant::now();
-            for i in 0..iters {
-                r.put_plain(fx.key(i), records.get(i));
-            }
-            r.db.flush().expect("flush");
-            t.elapsed()
+            let db = r.db.clone();
+            timed_flushed(&db, iters, |i| r.put_plain(fx.key(i), records.get(i)))
         });
     }
     g.finish(RATIOS);
@@ -408,12 +396,8 @@ fn raw_rich_puts<'a>(g: &mut Group<'_, 'a>, fx: &'a Fx<'_>, rich: &'a Records) {
     ] {
         g.add(function, move |iters| {
             let mut r = fx.raw3().borrow_mut();
-            let t = Instant::now();
-            for i in 0..iters {
-                r.put_txn(fx.key(i), rich.get(i), flush);
-            }
-            r.db.flush().expect("flush");
-            t.elapsed()
+            let db = r.db.clone();
+            timed_flushed(&db, iters, |i| r.put_txn(fx.key(i), rich.get(i), flush))
         });
     }
 }

@@ -818,6 +818,15 @@ pub fn timed(iters: u64, mut f: impl FnMut(u64)) -> Duration {
     t.elapsed()
 }
 
+/// Times `f` for each of `iters` writes, then the `Db::flush` of `db` that pays for the
+/// writes they left queued on sled's I/O pool (see the raw baselines in PERFORMANCE.md).
+pub fn timed_flushed(db: &sled::Db, iters: u64, f: impl FnMut(u64)) -> Duration {
+    let t = Instant::now();
+    timed(iters, f);
+    db.flush().expect("flush");
+    t.elapsed()
+}
+
 /// A ratio to print at the end: `num / den` within `group` at each parameter.
 pub struct Ratio {
     pub group: &'static str,
