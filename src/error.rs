@@ -4,7 +4,7 @@
 //! the input that was wrong and the rule it broke, or the store and key that could not be
 //! read. No call panics on bad input or on bad bytes found on disk.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A boxed error from a backend, a hook or another source outside this crate.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -134,10 +134,12 @@ pub enum PersistenceError {
         reason: String,
     },
 
-    /// A database file could not be opened because it is damaged.
-    #[error("corrupt database at {path}: {reason}")]
+    /// The database is damaged: found when opening it, or reported by sled during a read
+    /// or write.
+    #[error("corrupt database{}: {reason}", located(path))]
     CorruptStore {
-        /// The database directory.
+        /// The database directory; empty when sled reported the damage during a read or
+        /// write, where it names no path.
         path: PathBuf,
         /// What sled or the format check reported.
         reason: String,
@@ -257,5 +259,40 @@ impl PersistenceError {
             name: name.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// `" at <path>"`, or nothing for an empty path (the message then reads without a
+/// location rather than with an empty one).
+fn located(path: &Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(" at {}", path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_store_names_its_path_and_leaves_out_an_unknown_one() {
+        let at = PersistenceError::CorruptStore {
+            path: PathBuf::from("/data/@alice"),
+            reason: "bad segment".into(),
+        };
+        assert_eq!(
+            at.to_string(),
+            "corrupt database at /data/@alice: bad segment"
+        );
+        let unknown = PersistenceError::CorruptStore {
+            path: PathBuf::new(),
+            reason: "sled reported corruption".into(),
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "corrupt database: sled reported corruption"
+        );
     }
 }
