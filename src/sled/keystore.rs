@@ -373,6 +373,19 @@ mod canonical_tests {
     }
 }
 
+/// The commit id the latest-entry index value `value` of `at_key` names; a value that is
+/// not an 8-byte id with optional varint counts is a `CorruptRecord` naming the atKey.
+fn latest_id_in(at_key: &str, value: &[u8]) -> Result<i64> {
+    lay::latest_id_of(value).ok_or_else(|| PersistenceError::CorruptRecord {
+        store: COMMIT_STORE,
+        key: at_key.to_string(),
+        reason: format!(
+            "latest-entry index value of {} bytes is not an 8-byte id with optional varint counts",
+            value.len()
+        ),
+    })
+}
+
 fn decode_entry(bytes: &[u8], id_key: &[u8]) -> Result<CommitEntry> {
     if let Some(entry) = record_v1::decode_entry(bytes) {
         return Ok(entry);
@@ -546,21 +559,9 @@ impl KsInner {
 
     fn latest_id(s: &Staging<'_>, at_key: &str) -> Result<Option<i64>> {
         let k = prefixed(lay::COMMIT_BY_KEY, at_key.as_bytes());
-        match s.get_ivec(&k)? {
-            Some(v) => {
-                lay::latest_id_of(&v)
-                    .map(Some)
-                    .ok_or_else(|| PersistenceError::CorruptRecord {
-                        store: COMMIT_STORE,
-                        key: at_key.to_string(),
-                        reason: format!(
-                            "latest-entry index value of {} bytes is not an 8-byte id with optional varint counts",
-                            v.len()
-                        ),
-                    })
-            }
-            None => Ok(None),
-        }
+        s.get_ivec(&k)?
+            .map(|v| latest_id_in(at_key, &v))
+            .transpose()
     }
 
     /// Writes `entry` (with its id) as the atKey's only entry.
@@ -1922,17 +1923,7 @@ impl CommitLog for SledCommitLog {
         else {
             return Ok(None);
         };
-        let ck =
-            match lay::latest_id_of(&id) {
-                Some(id) => lay::commit_key(id),
-                None => return Err(PersistenceError::CorruptRecord {
-                    store: COMMIT_STORE,
-                    key: key.to_string(),
-                    reason:
-                        "latest-entry index value is not an 8-byte id with optional varint counts"
-                            .into(),
-                }),
-            };
+        let ck = lay::commit_key(latest_id_in(key, &id)?);
         match tree
             .get(&ck)
             .map_err(|e| backend("get_latest_commit_entry", e))?
