@@ -120,22 +120,32 @@ pub(crate) fn stored_counts(
             ((counts, -1), keys.is_some() || entries.is_some())
         }
     };
-    let carried = newest.and_then(|(k, v)| {
-        let id = lay::commit_id_of(k)?;
-        let entry = decode_entry(v, k).ok()?;
-        let index = tree
-            .get(prefixed(lay::COMMIT_BY_KEY, entry.at_key.as_bytes()))
-            .ok()??;
-        match lay::read_latest(&index)? {
-            (named, Some(counts)) if named == id => Some((id, counts)),
-            _ => None,
-        }
-    });
+    let carried = match newest {
+        Some((k, v)) => carried_counts(tree, k, v)?,
+        None => None,
+    };
     let counts = lay::Counts::effective(stored, carried);
     Ok(StoredCounts {
         counts,
         carried: carried.is_some_and(|(id, _)| id > stored.1),
         legacy,
+    })
+}
+
+/// The id of the commit entry `k` = `v` and the counts its latest-entry index value
+/// carries, if that value names this entry and carries counts. An entry or index value
+/// that does not decode carries nothing (verification reports it); a failed read is an
+/// error, not a silent fallback to `mcounts`.
+fn carried_counts(tree: &sled::Tree, k: &[u8], v: &[u8]) -> Result<Option<(i64, lay::Counts)>> {
+    let (Some(id), Ok(entry)) = (lay::commit_id_of(k), decode_entry(v, k)) else {
+        return Ok(None);
+    };
+    let index = tree
+        .get(prefixed(lay::COMMIT_BY_KEY, entry.at_key.as_bytes()))
+        .map_err(|e| backend("read counts", e))?;
+    Ok(match index.as_deref().and_then(lay::read_latest) {
+        Some((named, Some(counts))) if named == id => Some((id, counts)),
+        _ => None,
     })
 }
 
