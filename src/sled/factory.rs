@@ -306,6 +306,7 @@ impl SledPersistenceFactory {
                 durability: config.durability(),
                 clock: config.clock(),
                 change_buffer: config.change_buffer(),
+                record_cache: config.record_cache_capacity(),
             },
         )?;
         stores.push(Arc::new(Arc::clone(&ks)));

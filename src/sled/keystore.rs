@@ -9,6 +9,7 @@
 use super::db::{backend, Durability, SledDb};
 use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
+use super::record_cache::{Lookup, RecordCache};
 use super::staging::Staging;
 use super::store_core::{
     self, first_instant, found, lock, read_counter, regex_of, remove_in_chunks, run, Broadcast,
@@ -47,6 +48,8 @@ pub(crate) struct KeyStoreSettings {
     pub durability: Durability,
     pub clock: Arc<dyn Clock>,
     pub change_buffer: usize,
+    /// Bytes of records kept in memory in front of sled (0: none).
+    pub record_cache: u64,
 }
 
 /// The in-memory copy of the persisted counters. Only the writer changes them.
@@ -249,6 +252,8 @@ pub(crate) struct KsInner {
     pub(crate) counters: Mutex<Counters>,
     events: Broadcast<KeyStoreChange>,
     hooks: RemoveHooks,
+    /// Recently read records, in front of sled.
+    cache: RecordCache,
     /// Records decoded while opening (a test-support probe: must stay a small constant).
     #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
     decoded_at_open: AtomicU64,
@@ -426,6 +431,7 @@ impl KsInner {
         let counts = stored_counts(&tree, newest_entry.as_ref())?;
         let events = Broadcast::new(settings.change_buffer);
         Ok(Arc::new(KsInner {
+            cache: RecordCache::new(settings.record_cache),
             settings,
             handle: StoreHandle::new(STORE, db, tree),
             queue: WriteQueue::default(),
@@ -446,17 +452,27 @@ impl KsInner {
 
     /// The stored record bytes under the canonical key `canonical`: one sled read, with
     /// neither a copy of the tree handle nor a heap-allocated storage key.
+    /// The stored record under `canonical`: from the record cache, else from sled (and
+    /// then offered to the cache).
     fn read_stored(&self, canonical: &str, context: &str) -> Result<Option<IVec>> {
+        let k = canonical.as_bytes();
         let read = self.handle.with(|h| {
-            let k = canonical.as_bytes();
+            let ticket = match self.cache.lookup(k) {
+                Lookup::Hit(v) => return Ok(Some(v)),
+                Lookup::Miss(ticket) => ticket,
+            };
             let mut buf = [0u8; 96];
-            if k.len() < buf.len() {
+            let found = if k.len() < buf.len() {
                 buf[0] = lay::RECORD;
                 buf[1..=k.len()].copy_from_slice(k);
                 h.tree.get(&buf[..=k.len()])
             } else {
                 h.tree.get(prefixed(lay::RECORD, k))
+            };
+            if let (Some(t), Ok(Some(v))) = (ticket, &found) {
+                self.cache.offer(t, k, v);
             }
+            found
         })?;
         read.map_err(|e| backend(context, e))
     }
@@ -1096,6 +1112,7 @@ impl GroupStore for KsInner {
             self.apply_op(s, c, op)
         });
         group.stage_counters(Self::stage_counters);
+        group.fence_records(&self.cache, lay::RECORD);
         group.finish(
             db,
             self.settings.durability,
@@ -1111,9 +1128,11 @@ impl GroupStore for KsInner {
     /// Applies a `Clear`, the only exclusive operation.
     fn process_exclusive(&self, db: &SledDb, tree: &sled::Tree, q: Queued) {
         let mut counters = lock(&self.counters);
-        let r = self
-            .clear_tree(db, tree, &mut counters)
-            .and_then(|_| db.flush(self.settings.durability));
+        let fence = self.cache.fence();
+        fence.forget_all();
+        let r = self.clear_tree(db, tree, &mut counters);
+        drop(fence);
+        let r = r.and_then(|_| db.flush(self.settings.durability));
         drop(counters);
         let _ = q.tx.send(r.map(|_| Outcome::Unit));
     }
@@ -1122,6 +1141,7 @@ impl GroupStore for KsInner {
     /// streams end.
     fn close(&self) {
         self.handle.close();
+        self.cache.clear();
         self.events.close();
     }
 }

@@ -17,6 +17,7 @@ mod hooks;
 mod keystore;
 pub(crate) mod layout;
 mod notifications;
+mod record_cache;
 mod staging;
 mod store_core;
 mod verify;
@@ -25,7 +26,7 @@ mod writer;
 pub use access_log::SledAccessLog;
 pub use config::{
     SledPersistenceConfig, DEFAULT_CACHE_CAPACITY, DEFAULT_CHANGE_BUFFER,
-    DEFAULT_COMPACTION_PERCENTAGE, DEFAULT_FLUSH_INTERVAL_MS,
+    DEFAULT_COMPACTION_PERCENTAGE, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_RECORD_CACHE_CAPACITY,
 };
 pub use db::Durability;
 pub use factory::SledPersistenceFactory;

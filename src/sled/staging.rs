@@ -9,6 +9,7 @@
 //! write is copied once (when it is staged) and moved into the batch.
 
 use super::db::backend;
+use super::record_cache::RecordCache;
 use crate::error::Result;
 use sled::IVec;
 use std::collections::BTreeMap;
@@ -83,11 +84,29 @@ impl<'t> Staging<'t> {
     }
 
     /// Applies every kept write as one atomic batch.
-    pub(crate) fn apply(mut self) -> Result<()> {
+    pub(crate) fn apply(self) -> Result<()> {
+        self.apply_fenced(None)
+    }
+
+    /// [`apply`](Self::apply), with the cached records this batch writes (the keys under
+    /// `prefix`, cached without it) dropped inside a write fence that stays open until the
+    /// batch is applied.
+    pub(crate) fn apply_fenced(mut self, records: Option<(&RecordCache, u8)>) -> Result<()> {
         self.op.clear();
         if self.group.is_empty() {
             return Ok(());
         }
+        let _fence = records.map(|(cache, prefix)| {
+            let fence = cache.fence();
+            for k in self.group.keys() {
+                if let Some((&p, key)) = k.split_first() {
+                    if p == prefix {
+                        fence.forget(key);
+                    }
+                }
+            }
+            fence
+        });
         let mut batch = sled::Batch::default();
         for (k, v) in std::mem::take(&mut self.group) {
             match v {

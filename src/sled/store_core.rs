@@ -16,6 +16,7 @@
 
 use super::db::{backend, unflushed_error, Durability, SledDb};
 use super::layout as lay;
+use super::record_cache::RecordCache;
 use super::staging::Staging;
 use super::writer::{self, GroupProcessor, WriteQueue};
 use crate::error::{PersistenceError, Result};
@@ -179,6 +180,8 @@ pub(crate) async fn run<S: GroupStore>(store: &Arc<S>, op: S::Op) -> Result<S::A
 /// run, and each operation's answer channel with the effects it staged (`R`) or its error.
 pub(crate) struct WriteGroup<'a, C: Copy, A, R> {
     staging: Staging<'a>,
+    /// The store's record cache and the prefix of its record keys, when it has one.
+    records: Option<(&'a RecordCache, u8)>,
     counters: MutexGuard<'a, C>,
     before: C,
     results: Vec<(oneshot::Sender<Result<A>>, Result<R>)>,
@@ -214,6 +217,7 @@ impl<'a, C: Copy, A, R> WriteGroup<'a, C, A, R> {
         }
         WriteGroup {
             staging,
+            records: None,
             counters,
             before,
             results,
@@ -225,6 +229,12 @@ impl<'a, C: Copy, A, R> WriteGroup<'a, C, A, R> {
     /// does).
     pub(crate) fn stage_counters(&mut self, stage: impl FnOnce(&mut Staging<'a>, &C, &mut C)) {
         stage(&mut self.staging, &self.before, &mut self.counters);
+    }
+
+    /// Keeps `cache` true to the batch: the records it writes (keys under `prefix`) are
+    /// dropped from the cache inside a write fence around the apply.
+    pub(crate) fn fence_records(&mut self, cache: &'a RecordCache, prefix: u8) {
+        self.records = Some((cache, prefix));
     }
 
     /// Applies the staged batch and answers every operation.
@@ -245,13 +255,14 @@ impl<'a, C: Copy, A, R> WriteGroup<'a, C, A, R> {
     ) {
         let WriteGroup {
             staging,
+            records,
             mut counters,
             before,
             results,
         } = self;
         let wrote = !staging.is_empty();
         if wrote {
-            if let Err(e) = staging.apply() {
+            if let Err(e) = staging.apply_fenced(records) {
                 *counters = before;
                 let msg = e.to_string();
                 for (tx, _) in results {
