@@ -42,6 +42,7 @@ struct Fx<'r> {
     keys: Vec<String>,
     ours_p: OnceCell<Ours>,
     ours_d: OnceCell<Ours>,
+    ours_u: OnceCell<Ours>,
     raw3: OnceCell<RefCell<Raw3>>,
     raw1: OnceCell<RefCell<Raw1>>,
     raw2: OnceCell<RefCell<Raw2>>,
@@ -59,6 +60,7 @@ impl<'r> Fx<'r> {
             keys: (0..n).map(key).collect(),
             ours_p: OnceCell::new(),
             ours_d: OnceCell::new(),
+            ours_u: OnceCell::new(),
             raw3: OnceCell::new(),
             raw1: OnceCell::new(),
             raw2: OnceCell::new(),
@@ -70,6 +72,11 @@ impl<'r> Fx<'r> {
     fn ours(&self) -> &Ours {
         self.ours_p
             .get_or_init(|| self.rt.block_on(Ours::filled(periodic(), self.n)))
+    }
+    /// The periodic keystore with its record cache off.
+    fn ours_uncached(&self) -> &Ours {
+        self.ours_u
+            .get_or_init(|| self.rt.block_on(Ours::filled_uncached(periodic(), self.n)))
     }
     fn ours_durable(&self) -> &Ours {
         self.ours_d
@@ -89,6 +96,20 @@ impl<'r> Fx<'r> {
     }
 }
 
+/// Where a read variant's walk over the keys goes on: each sample starts where the last
+/// one stopped, so a key comes back only after all N others (no variant, and no cache,
+/// gains from criterion starting every sample at the same keys).
+#[derive(Default)]
+struct Walk(Cell<u64>);
+
+impl Walk {
+    fn span(&self, iters: u64) -> std::ops::Range<u64> {
+        let start = self.0.get();
+        self.0.set(start + iters);
+        start..start + iters
+    }
+}
+
 fn next(c: &Cell<usize>) -> usize {
     let v = c.get();
     c.set(v + 1);
@@ -101,46 +122,58 @@ fn reads(c: &mut Criterion, fx: &Fx<'_>) {
 
     let name = "get";
     let mut g = Group::new(c, name, n);
-    g.add("ours", |iters| {
-        let ks = &fx.ours().ks;
+    let get_ours = |ours: &Ours, walk: &Walk, iters: u64| {
+        let ks = &ours.ks;
+        let span = walk.span(iters);
         rt.block_on(async {
             let t = Instant::now();
-            for i in 0..iters {
+            for i in span {
                 let v = ks.get(fx.key(i)).await.expect("get");
                 std::hint::black_box(v);
             }
             t.elapsed()
         })
+    };
+    let walk = Walk::default();
+    g.add("ours", |iters| get_ours(fx.ours(), &walk, iters));
+    // The record cache off: every read descends sled's tree.
+    let walk = Walk::default();
+    g.add("ours_uncached", |iters| {
+        get_ours(fx.ours_uncached(), &walk, iters)
     });
+    let walk = Walk::default();
     g.add("raw", |iters| {
         let r = fx.raw3().borrow();
-        timed(iters, |i| {
+        timed_span(walk.span(iters), |i| {
             std::hint::black_box(r.values.get(fx.key(i)).expect("get"));
         })
     });
     // Raw get plus decoding the bytes into an `AtData` with the crate's codec: what a
     // caller of raw sled would need to do to have the value this `get` returns.
+    let walk = Walk::default();
     g.add("raw_decode", |iters| {
         let r = fx.raw3().borrow();
-        timed(iters, |i| {
+        timed_span(walk.span(iters), |i| {
             let bytes = r.values.get(fx.key(i)).expect("get").expect("present");
             let v: AtData = codec::decode(&bytes, "raw", &String::new).expect("decode");
             std::hint::black_box(v);
         })
     });
     // The same record read from the one-tree layout (records, entries and index together).
+    let walk = Walk::default();
     g.add("raw_one_tree", |iters| {
         let r = fx.raw1().borrow();
-        timed(iters, |i| {
+        timed_span(walk.span(iters), |i| {
             let k = prefixed(b'd', fx.key(i).as_bytes());
             std::hint::black_box(r.tree.get(k).expect("get"));
         })
     });
     // The same record read from a tree that holds only records (the other entries in a
     // second tree of the same database).
+    let walk = Walk::default();
     g.add("raw_records_tree", |iters| {
         let r = fx.raw2().borrow();
-        timed(iters, |i| {
+        timed_span(walk.span(iters), |i| {
             std::hint::black_box(r.records.get(fx.key(i)).expect("get"));
         })
     });
@@ -148,19 +181,22 @@ fn reads(c: &mut Criterion, fx: &Fx<'_>) {
 
     let name = "get_meta";
     let mut g = Group::new(c, name, n);
+    let walk = Walk::default();
     g.add("ours", |iters| {
         let ks = &fx.ours().ks;
+        let span = walk.span(iters);
         rt.block_on(async {
             let t = Instant::now();
-            for i in 0..iters {
+            for i in span {
                 std::hint::black_box(ks.get_meta(fx.key(i)).await.expect("get_meta"));
             }
             t.elapsed()
         })
     });
+    let walk = Walk::default();
     g.add("raw", |iters| {
         let r = fx.raw3().borrow();
-        timed(iters, |i| {
+        timed_span(walk.span(iters), |i| {
             std::hint::black_box(r.values.get(fx.key(i)).expect("get"));
         })
     });
@@ -169,20 +205,23 @@ fn reads(c: &mut Criterion, fx: &Fx<'_>) {
     let name = "get_many_100";
     let mut g = Group::new(c, name, n);
     g.inner().throughput(Throughput::Elements(100));
+    let walk = Walk::default();
     g.add("ours", |iters| {
         let ks = &fx.ours().ks;
+        let span = walk.span(iters);
         rt.block_on(async {
             let t = Instant::now();
-            for i in 0..iters {
+            for i in span {
                 let keys: Vec<&str> = (0..100).map(|j| fx.key(i * 100 + j)).collect();
                 std::hint::black_box(ks.get_many(&keys).await.expect("get_many"));
             }
             t.elapsed()
         })
     });
+    let walk = Walk::default();
     g.add("raw", |iters| {
         let r = fx.raw3().borrow();
-        timed(iters, |i| {
+        timed_span(walk.span(iters), |i| {
             let out: Vec<_> = (0..100)
                 .map(|j| r.values.get(fx.key(i * 100 + j)).expect("get"))
                 .collect();
@@ -814,7 +853,19 @@ const RATIOS: &[Ratio] = &[
     },
     Ratio {
         group: "get",
+        num: "ours_uncached",
+        den: "raw",
+        note: "record cache off",
+    },
+    Ratio {
+        group: "get",
         num: "ours",
+        den: "ours_uncached",
+        note: "what the record cache saves",
+    },
+    Ratio {
+        group: "get",
+        num: "ours_uncached",
         den: "raw_decode",
         note: "raw get plus decode",
     },
@@ -823,6 +874,12 @@ const RATIOS: &[Ratio] = &[
         num: "ours",
         den: "raw_one_tree",
         note: "same layout",
+    },
+    Ratio {
+        group: "get",
+        num: "ours_uncached",
+        den: "raw_one_tree",
+        note: "same layout, record cache off",
     },
     Ratio {
         group: "get",

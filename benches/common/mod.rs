@@ -152,10 +152,18 @@ pub fn periodic() -> Durability {
 impl Ours {
     /// Opens an empty keystore.
     pub async fn open(durability: Durability) -> Ours {
+        Ours::open_with(durability, |c| c).await
+    }
+
+    /// Opens an empty keystore with `adjust` applied to the configuration.
+    pub async fn open_with(
+        durability: Durability,
+        adjust: impl FnOnce(SledPersistenceConfig) -> SledPersistenceConfig,
+    ) -> Ours {
         let dir = tempfile::tempdir().expect("tempdir");
         let factory = SledPersistenceFactory::new();
         let bundle = factory
-            .initialize(AT_SIGN, &keystore_config(dir.path(), durability))
+            .initialize(AT_SIGN, &adjust(keystore_config(dir.path(), durability)))
             .await
             .expect("initialize");
         let ks = bundle.key_value_store().clone();
@@ -173,6 +181,13 @@ impl Ours {
     /// Opens a keystore holding keys `0..n`.
     pub async fn filled(durability: Durability, n: usize) -> Ours {
         let o = Ours::open(durability).await;
+        fill(&o.ks, 0..n).await;
+        o
+    }
+
+    /// Opens a keystore holding keys `0..n`, without the record cache.
+    pub async fn filled_uncached(durability: Durability, n: usize) -> Ours {
+        let o = Ours::open_with(durability, |c| c.with_record_cache_capacity(0)).await;
         fill(&o.ks, 0..n).await;
         o
     }
@@ -810,9 +825,14 @@ pub fn paired(a: &mut Routine<'_>, b: &mut Routine<'_>) -> Paired {
 }
 
 /// Times `iters` runs of `f` and returns the total.
-pub fn timed(iters: u64, mut f: impl FnMut(u64)) -> Duration {
+pub fn timed(iters: u64, f: impl FnMut(u64)) -> Duration {
+    timed_span(0..iters, f)
+}
+
+/// Times `f` for each index of `span`.
+pub fn timed_span(span: std::ops::Range<u64>, mut f: impl FnMut(u64)) -> Duration {
     let t = Instant::now();
-    for i in 0..iters {
+    for i in span {
         f(i);
     }
     t.elapsed()
