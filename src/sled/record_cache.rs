@@ -23,14 +23,19 @@
 //! they came in; the one at the head goes, unless it was read since it last reached the
 //! head, in which case it goes to the back instead. So what is read often stays and what
 //! is not read for a whole turn goes. A lookup is one probe of one hash map. Once a shard
-//! has filled, it admits only one in [`ADMIT_ONE_IN`] of the records its reads miss: reads
-//! spread over far more records than fit (where a cache cannot help) then cost little
-//! more than without it, and a record read again and again still gets in soon.
+//! has filled, it admits a missed record only when it missed the same record recently (a
+//! small table of the hashes of recent misses, one slot per hash, remembers them): reads
+//! spread over far more records than fit, where a cache cannot help, then store almost
+//! nothing and cost about what they cost without the cache, and a record read again soon
+//! gets in on its second miss.
 
 use super::store_core::lock;
 use sled::IVec;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::{Arc, Mutex};
 
 /// Shards: enough that concurrent readers rarely meet on one lock.
@@ -40,8 +45,10 @@ const SHARDS: usize = 16;
 /// value's shared buffers and the allocator's for each. The test
 /// `entry_overhead_covers_the_entry_types` holds it to the types' sizes.
 const ENTRY_OVERHEAD: usize = 272;
-/// Once a shard is full, one missed record in this many is stored.
-const ADMIT_ONE_IN: u32 = 8;
+/// Slots of a shard's table of recent misses: at most this many, at least
+/// [`MIN_RECENT`], about one per 512 bytes of the shard's budget.
+const MAX_RECENT: usize = 1024;
+const MIN_RECENT: usize = 16;
 /// The fence state's count of open fences (low bits); the generation is above it.
 const OPEN: u64 = 1;
 const GENERATION: u64 = 1 << 32;
@@ -57,13 +64,12 @@ pub(crate) struct RecordCache {
     fence: AtomicU64,
 }
 
-#[derive(Default)]
 struct Shard {
     clock: Mutex<Clock>,
     /// Whether the shard has evicted at least once.
     full: AtomicBool,
-    /// Misses not stored since the last one that was, once full.
-    skipped: AtomicU32,
+    /// Hashes of recent misses, each in the slot its hash picks.
+    recent: Box<[AtomicU64]>,
 }
 
 /// One shard's entries and their eviction queue.
@@ -102,9 +108,9 @@ fn cost(key: &[u8], value: &[u8]) -> usize {
     key.len() + value.len() + ENTRY_OVERHEAD
 }
 
-/// The shard of `key`: a multiply-and-fold over its 8-byte words, cheap and well spread
-/// (the maps themselves hash with std's keyed hasher).
-fn shard_of(key: &[u8]) -> usize {
+/// A multiply-and-fold over the 8-byte words of `key`: cheap and well spread. It picks
+/// the shard and the slot among recent misses; the maps hash with std's keyed hasher.
+fn key_hash(key: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut h = K ^ key.len() as u64;
     for chunk in key.chunks(8) {
@@ -113,7 +119,11 @@ fn shard_of(key: &[u8]) -> usize {
         h = (h ^ u64::from_le_bytes(word)).wrapping_mul(K);
         h ^= h >> 29;
     }
-    (h % SHARDS as u64) as usize
+    h
+}
+
+fn shard_of(hash: u64) -> usize {
+    (hash % SHARDS as u64) as usize
 }
 
 impl Clock {
@@ -186,7 +196,16 @@ impl RecordCache {
         let shards = if budget == 0 {
             Box::default()
         } else {
-            (0..SHARDS).map(|_| Shard::default()).collect()
+            let recent = (budget / 512)
+                .next_power_of_two()
+                .clamp(MIN_RECENT, MAX_RECENT);
+            (0..SHARDS)
+                .map(|_| Shard {
+                    clock: Mutex::default(),
+                    full: AtomicBool::new(false),
+                    recent: (0..recent).map(|_| AtomicU64::new(0)).collect(),
+                })
+                .collect()
         };
         RecordCache {
             shards,
@@ -195,16 +214,16 @@ impl RecordCache {
         }
     }
 
-    fn shard(&self, key: &[u8]) -> Option<&Shard> {
+    fn shard(&self, hash: u64) -> Option<&Shard> {
         if self.shards.is_empty() {
             return None;
         }
-        Some(&self.shards[shard_of(key)])
+        Some(&self.shards[shard_of(hash)])
     }
 
     /// The cached record under `key`, or a ticket to offer what sled holds.
     pub(crate) fn lookup(&self, key: &[u8]) -> Lookup {
-        let Some(shard) = self.shard(key) else {
+        let Some(shard) = self.shard(key_hash(key)) else {
             return Lookup::Miss(None);
         };
         if let Some(v) = lock(&shard.clock).get(key) {
@@ -216,16 +235,22 @@ impl RecordCache {
     }
 
     /// Stores `value`, read under `key` after `ticket` was given, unless a write fence
-    /// opened or closed since (or the shard is full and does not admit this one).
+    /// opened or closed since (or the shard is full and `key` did not miss recently).
     pub(crate) fn offer(&self, ticket: Ticket, key: &[u8], value: &IVec) {
-        let Some(shard) = self.shard(key) else {
+        let hash = key_hash(key);
+        let Some(shard) = self.shard(hash) else {
             return;
         };
         if cost(key, value) > self.budget {
             return;
         }
-        if shard.full.load(SeqCst) && shard.skipped.fetch_add(1, SeqCst) % ADMIT_ONE_IN != 0 {
-            return;
+        if shard.full.load(SeqCst) {
+            // The slot after the shard's bits; a hash of 0 never counts as remembered.
+            let slot = (hash / SHARDS as u64) as usize % shard.recent.len();
+            let tag = hash | 1;
+            if shard.recent[slot].swap(tag, Relaxed) != tag {
+                return;
+            }
         }
         let mut clock = lock(&shard.clock);
         // Checked under the shard's lock: a fence that opens after this check drops the
@@ -262,7 +287,7 @@ pub(crate) struct WriteFence<'c> {
 impl WriteFence<'_> {
     /// Drops the record under `key`: call before the write that changes it is applied.
     pub(crate) fn forget(&self, key: &[u8]) {
-        if let Some(s) = self.cache.shard(key) {
+        if let Some(s) = self.cache.shard(key_hash(key)) {
             lock(&s.clock).forget(key);
         }
     }
@@ -434,10 +459,30 @@ mod tests {
     }
 
     #[test]
+    fn a_walk_over_far_more_records_than_fit_stores_almost_nothing_once_full() {
+        let c = RecordCache::new(64 * 1024);
+        let stored =
+            |c: &RecordCache| -> u64 { c.shards.iter().map(|s| lock(&s.clock).stored).sum() };
+        // Fill, then walk 10,000 records round and round.
+        for i in 0..1_000 {
+            read_into(&c, i);
+        }
+        assert!(c.shards.iter().all(|s| s.full.load(SeqCst)));
+        let before = stored(&c);
+        for _ in 0..3 {
+            for i in 0..10_000 {
+                read_into(&c, 100_000 + i);
+            }
+        }
+        let during = stored(&c) - before;
+        assert!(during < 300, "{during} of 30,000 misses stored");
+    }
+
+    #[test]
     fn keys_spread_over_every_shard() {
         let mut per_shard = [0usize; SHARDS];
         for i in 0..16_000 {
-            per_shard[shard_of(&key(i))] += 1;
+            per_shard[shard_of(key_hash(&key(i)))] += 1;
         }
         for n in per_shard {
             assert!((800..1200).contains(&n), "{per_shard:?}");
