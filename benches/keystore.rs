@@ -883,6 +883,12 @@ const RATIOS: &[Ratio] = &[
     },
     Ratio {
         group: "get",
+        num: "ours",
+        den: "raw_records_tree",
+        note: "raw sled's leanest layout",
+    },
+    Ratio {
+        group: "get",
         num: "raw_one_tree",
         den: "raw",
         note: "raw sled: one-tree layout",
