@@ -162,8 +162,8 @@ impl SledPersistenceConfig {
     }
 
     /// Sets the size, in bytes, of the keystore's record cache: recently read records kept
-    /// in memory (copied out of sled), so reading one again costs a hash lookup instead
-    /// of a descent of sled's tree. 0 turns it off. Writes never fill it and always keep
+    /// in memory (sharing sled's buffer of each value), so reading one again costs a hash
+    /// lookup instead of a descent of sled's tree. 0 turns it off. Writes never fill it and always keep
     /// it true to sled: a read returns what a read of sled would.
     pub fn with_record_cache_capacity(mut self, bytes: u64) -> Self {
         self.record_cache_capacity = bytes;

@@ -450,10 +450,9 @@ impl KsInner {
         }))
     }
 
-    /// The stored record bytes under the canonical key `canonical`: one sled read, with
-    /// neither a copy of the tree handle nor a heap-allocated storage key.
-    /// The stored record under `canonical`: from the record cache, else from sled (and
-    /// then offered to the cache).
+    /// The stored record bytes under the canonical key `canonical`: from the record cache,
+    /// else one sled read (with neither a copy of the tree handle nor a heap-allocated
+    /// storage key) whose result is offered to the cache.
     fn read_stored(&self, canonical: &str, context: &str) -> Result<Option<IVec>> {
         let k = canonical.as_bytes();
         let read = self.handle.with(|h| {

@@ -30,13 +30,12 @@
 //! its node like the plain 8-byte value). A group that changes the counts without making
 //! the newest entry (a commit-skipped key, compaction, a purge, a store without commit
 //! entries) writes them to [`COUNTS`] instead, with the high-water mark they are valid as
-//! of. At open the counts
-//! are those of the newest commit entry's index value if it carries them and that entry is
-//! newer than the `as of` of [`COUNTS`]; otherwise those of [`COUNTS`] (see
-//! [`Counts::effective`]). Format 1 kept the counts in [`LEGACY_COMMIT_COUNT`] and
-//! [`LEGACY_KEY_COUNT`], written with every change; a format-1 store is read as if they
-//! were a [`COUNTS`] valid as of -1, and they are removed when [`COUNTS`] is first
-//! written.
+//! of. At open the counts are those of the newest commit entry's index value if it
+//! carries them and that entry is newer than the `as of` of [`COUNTS`]; otherwise those of
+//! [`COUNTS`] (see [`Counts::effective`]). Format 1 kept the counts in
+//! [`LEGACY_COMMIT_COUNT`] and [`LEGACY_KEY_COUNT`], written with every change; a format-1
+//! store is read as if they were a [`COUNTS`] valid as of -1, and they are removed when
+//! [`COUNTS`] is first written.
 
 use crate::model::Timestamp;
 

@@ -92,9 +92,13 @@ struct Slot {
     seq: u64,
 }
 
-/// Leave to store what a read found, if nothing was written meanwhile.
+/// Leave to store what a read found, if nothing was written meanwhile: the fence state
+/// when the read missed, and the key's hash (so the offer does not hash it again).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Ticket(u64);
+pub(crate) struct Ticket {
+    fence: u64,
+    hash: u64,
+}
 
 /// What [`RecordCache::lookup`] found.
 pub(crate) enum Lookup {
@@ -223,7 +227,8 @@ impl RecordCache {
 
     /// The cached record under `key`, or a ticket to offer what sled holds.
     pub(crate) fn lookup(&self, key: &[u8]) -> Lookup {
-        let Some(shard) = self.shard(key_hash(key)) else {
+        let hash = key_hash(key);
+        let Some(shard) = self.shard(hash) else {
             return Lookup::Miss(None);
         };
         if let Some(v) = lock(&shard.clock).get(key) {
@@ -231,13 +236,13 @@ impl RecordCache {
         }
         let state = self.fence.load(SeqCst);
         let open_fences = state & (GENERATION - 1);
-        Lookup::Miss((open_fences == 0).then_some(Ticket(state)))
+        Lookup::Miss((open_fences == 0).then_some(Ticket { fence: state, hash }))
     }
 
     /// Stores `value`, read under `key` after `ticket` was given, unless a write fence
     /// opened or closed since (or the shard is full and `key` did not miss recently).
     pub(crate) fn offer(&self, ticket: Ticket, key: &[u8], value: &IVec) {
-        let hash = key_hash(key);
+        let hash = ticket.hash;
         let Some(shard) = self.shard(hash) else {
             return;
         };
@@ -255,7 +260,7 @@ impl RecordCache {
         let mut clock = lock(&shard.clock);
         // Checked under the shard's lock: a fence that opens after this check drops the
         // entry (it takes this lock to do so) before its batch is applied.
-        if self.fence.load(SeqCst) != ticket.0 {
+        if self.fence.load(SeqCst) != ticket.fence {
             return;
         }
         if clock.insert(key, value.clone(), self.budget) {

@@ -134,7 +134,8 @@ pub(crate) fn submit<P: GroupProcessor>(processor: &Arc<P>, op: P::Op) {
     };
     let group = take_group(&mut processor.queue().lock().pending);
     processor.process_group(group);
-    // Our own operation is answered. Hand off whatever arrived meanwhile.
+    // The first group (our own operation's, unless more than `MAX_GROUP` were queued
+    // before it) is answered. Hand off whatever is still queued.
     let spawn = {
         let mut s = processor.queue().lock();
         if s.pending.is_empty() {
