@@ -647,9 +647,9 @@ fn damaged_file(damage: Damage, live: bool) {
             // Cutting the tail of a cleanly closed file is damage, not a torn write: sled
             // 0.34 then sometimes (about 1 run in 7 here) recovers part of the last atomic
             // batch (the key index entry and a counter without the record and its commit
-            // entry, or the record without its creation index entry). verify must report
-            // exactly that: the last record that survived or the first that did not, and
-            // the counters; nothing about earlier writes.
+            // entry, or, before format 3, the record without its creation index entry).
+            // verify must report exactly that: the last record that survived or the first
+            // that did not, and the counters; nothing about earlier writes.
             let torn: Vec<String> = [seen.prefix.checked_sub(1), Some(seen.prefix)]
                 .into_iter()
                 .flatten()

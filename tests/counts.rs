@@ -297,7 +297,7 @@ async fn a_format_1_store_is_upgraded_at_open_and_keeps_its_counts() {
     // A committed put carries the counts on its index value; format 1's counters stay
     // until the counts are next written on their own.
     put_and_close(&cfg, &[key(4, false)]).await;
-    assert_eq!(format_of(dir.path()), 2, "the format record was upgraded");
+    assert_eq!(format_of(dir.path()), 3, "the format record was upgraded");
     assert!(has_key(dir.path(), "mkey_count"));
 
     let (f, b) = reopen_checked(&cfg, "after a committed put").await;
@@ -319,8 +319,8 @@ async fn a_format_1_store_is_upgraded_at_open_and_keeps_its_counts() {
 
 #[tokio::test]
 async fn a_new_key_put_writes_no_counter_entry() {
-    // The point of the layout: a committed put of a new key writes its record, creation
-    // index, commit entry and index value, and the counts ride on the index value.
+    // The point of the layout: a committed put of a new key writes its record, commit
+    // entry and index value, and the counts ride on the index value.
     let dir = tempfile::tempdir().unwrap();
     put_and_close(&server_layout(dir.path()), &[key(0, false)]).await;
     let db = open_raw(&dir.path().join("keys"));

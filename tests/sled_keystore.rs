@@ -244,7 +244,7 @@ async fn newer_format_and_other_at_sign_are_refused_and_change_nothing() {
     assert!(f2.bundle_for("@bob").is_none());
 
     // A newer on-disk format.
-    tamper(dir.path(), b"format_version", &3u32.to_be_bytes());
+    tamper(dir.path(), b"format_version", &4u32.to_be_bytes());
     let err = f2
         .initialize("@alice", &server(dir.path()))
         .await
@@ -253,14 +253,14 @@ async fn newer_format_and_other_at_sign_are_refused_and_change_nothing() {
         matches!(
             err,
             PersistenceError::FormatMismatch {
-                found: 3,
-                supported: 2,
+                found: 4,
+                supported: 3,
                 ..
             }
         ),
         "{err}"
     );
-    tamper(dir.path(), b"format_version", &2u32.to_be_bytes());
+    tamper(dir.path(), b"format_version", &3u32.to_be_bytes());
     let b = open(&f2, dir.path()).await;
     assert_eq!(
         fingerprint(&b).await,

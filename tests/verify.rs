@@ -264,10 +264,11 @@ async fn a_clean_server_bundle_verifies_ok_through_its_whole_lifecycle() {
     assert_eq!(records(&r, "commit log"), Some(COMMIT_ENTRIES));
     assert_eq!(records(&r, "access log"), Some(ACCESS_ENTRIES));
     assert_eq!(records(&r, "notification keystore"), Some(NOTIFICATIONS));
-    // Records, every time index entry (13 creation, 1 expiry, 1 availability), counter.
+    // Records, every time index entry (1 expiry, 1 availability; no creation index
+    // since format 3), counter.
     assert_eq!(
         r.checked_in("keystore").map(|c| c.entries),
-        Some(13 + 15 + 1)
+        Some(13 + 2 + 1)
     );
     assert_eq!(r.orphan_commit_entries, 0);
 
@@ -408,11 +409,11 @@ async fn extra_and_misdated_index_entries_are_stray() {
         // An availability entry for a record that has no available_at.
         t.insert(cat(&[b"a", &instant(T0), b"k2.app@alice"]), &[][..])
             .unwrap();
-        // The creation entry of k3 moved to another instant.
-        let k = find(t, b"C", b"k3.app@alice");
+        // The availability entry of ttb moved to another instant.
+        let k = find(t, b"a", b"ttb.app@alice");
         t.remove(&k).unwrap();
         t.insert(
-            cat(&[b"C", &instant(T0.plus_millis(5)), b"k3.app@alice"]),
+            cat(&[b"a", &instant(T0.plus_millis(5)), b"ttb.app@alice"]),
             &[][..],
         )
         .unwrap();
@@ -429,13 +430,13 @@ async fn extra_and_misdated_index_entries_are_stray() {
         at("k2.app@alice")[..],
         [("keystore", _, Problem::StrayEntry { .. })]
     ));
-    let k3 = at("k3.app@alice");
-    assert_eq!(k3.len(), 2, "{r}");
-    assert!(k3
-        .iter()
-        .any(|v| matches!(&v.2, Problem::MissingEntry { entry } if entry.starts_with("creation"))));
-    assert!(k3.iter().any(
-        |v| matches!(&v.2, Problem::StrayEntry { entry, .. } if entry.starts_with("creation"))
+    let ttb = at("ttb.app@alice");
+    assert_eq!(ttb.len(), 2, "{r}");
+    assert!(ttb.iter().any(
+        |v| matches!(&v.2, Problem::MissingEntry { entry } if entry.starts_with("availability"))
+    ));
+    assert!(ttb.iter().any(
+        |v| matches!(&v.2, Problem::StrayEntry { entry, .. } if entry.starts_with("availability"))
     ));
 }
 

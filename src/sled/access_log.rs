@@ -27,7 +27,7 @@
 //! of the `p` range is the pkam entry with the latest request time, ties going to the
 //! highest id (the last inserted).
 
-use super::db::{backend, Durability, SledDb};
+use super::db::{backend, Durability, SledDb, Sweep};
 use super::layout::{self as lay, instant_bytes, prefix_end, read_u64};
 use super::staging::Staging;
 use super::store_core::{
@@ -383,7 +383,13 @@ impl AlInner {
             }
         }
         // Anything left (tallies of undecodable entries) goes in plain chunks.
-        db.sweep_tree(tree, level, COMPACTION_CHUNK, "clear access log")?;
+        db.sweep_tree(
+            tree,
+            Sweep::AllButCounters,
+            level,
+            COMPACTION_CHUNK,
+            "clear access log",
+        )?;
         let mut batch = sled::Batch::default();
         batch.insert(NEXT_ID, &0u64.to_be_bytes()[..]);
         batch.insert(ENTRY_COUNT, &0u64.to_be_bytes()[..]);

@@ -116,6 +116,15 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<Stri
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
 }
 
+/// Which keys [`SledDb::sweep_tree`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sweep {
+    /// Every key but the counters (keys starting with [`COUNTER`]).
+    AllButCounters,
+    /// Every key starting with this byte.
+    Prefix(u8),
+}
+
 /// Checks a storage path before anything is created: it must be non-empty, and must be a
 /// directory or not exist, with no file on the way to it.
 pub(crate) fn check_dir_path(field: &str, path: &Path) -> Result<()> {
@@ -234,10 +243,12 @@ impl SledDb {
     }
 
     /// Marks a database of an older format as this build's. Every older format is read as
-    /// it is (format 1 keeps the keystore's counts in counter entries that format 2 reads
-    /// and replaces on its first write of them, see the layout's "Where the counts live"),
-    /// so only the format record changes, and it goes to disk before any write of the new
-    /// format: from then on older builds refuse the database instead of misreading it.
+    /// it is (format 1 keeps the keystore's counts in counter entries that later formats
+    /// read and replace on their first write of them, see the layout's "Where the counts
+    /// live"; formats 1 and 2 keep a creation index that the keystore removes when it
+    /// opens, see "No creation index"), so only the format record changes here, and it
+    /// goes to disk before any write of the new format: from then on older builds refuse
+    /// the database instead of misreading it.
     fn upgrade_format(&self, found: u32) -> Result<()> {
         let context = format!("upgrading the format record from {found} to {FORMAT_VERSION}");
         self.db
@@ -405,25 +416,31 @@ impl SledDb {
         self.failing_flushes.store(n, Ordering::Relaxed);
     }
 
-    /// Removes every key of `tree` except its counters (keys starting with [`COUNTER`]),
-    /// in atomic batches of at most `chunk` keys. Each batch is followed by
-    /// [`SledDb::flush`] at `level`, so sled's write backlog stays bounded however many
-    /// keys there are. A crash part-way leaves some of the keys and every counter; errors
-    /// name `context`.
+    /// Removes every key of `tree` in `scope`, in atomic batches of at most `chunk` keys.
+    /// Each batch is followed by [`SledDb::flush`] at `level`, so sled's write backlog
+    /// stays bounded however many keys there are. A crash part-way leaves some of the keys
+    /// (and, for [`Sweep::AllButCounters`], every counter); errors name `context`.
+    /// Returns how many keys were removed.
     pub(crate) fn sweep_tree(
         &self,
         tree: &sled::Tree,
+        scope: Sweep,
         level: Durability,
         chunk: usize,
         context: &str,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let chunk = chunk.max(1);
+        let mut removed = 0;
         loop {
+            let keys = match scope {
+                Sweep::AllButCounters => tree.iter(),
+                Sweep::Prefix(p) => tree.range(vec![p]..super::layout::prefix_end(p)),
+            };
             let mut batch = sled::Batch::default();
             let mut n = 0;
-            for item in tree.iter().keys() {
+            for item in keys.keys() {
                 let k = item.map_err(|e| backend(context, e))?;
-                if k.first() == Some(&COUNTER) {
+                if scope == Sweep::AllButCounters && k.first() == Some(&COUNTER) {
                     continue;
                 }
                 batch.remove(k);
@@ -433,9 +450,10 @@ impl SledDb {
                 }
             }
             if n == 0 {
-                return Ok(());
+                return Ok(removed);
             }
             tree.apply_batch(batch).map_err(|e| backend(context, e))?;
+            removed += n as u64;
             self.flush(level)?;
         }
     }

@@ -6,7 +6,7 @@
 //! atomic sled batch by the group-commit writer ([`super::writer`]); reads go straight to
 //! the tree.
 
-use super::db::{backend, Durability, SledDb};
+use super::db::{backend, Durability, SledDb, Sweep};
 use super::hooks::RemoveHooks;
 use super::layout::{self as lay, prefixed, timed};
 use super::record_cache::{Lookup, RecordCache};
@@ -288,6 +288,16 @@ fn decode_record_into(bytes: &[u8], key: &str, out: &mut AtData) -> Result<()> {
     Ok(())
 }
 
+/// The metadata of the record `bytes` (stored under `key`). The value is checked but not
+/// copied: no allocation for a value nobody sees.
+fn record_meta(bytes: &[u8], key: &str) -> Result<Option<AtMetaData>> {
+    let mut meta = None;
+    if !record_v1::decode_meta_into(bytes, &mut meta) {
+        meta = decode_record(bytes, key)?.meta_data;
+    }
+    Ok(meta)
+}
+
 /// The canonical form of `key` (see [`key::canonical_key`]), borrowed when `key` already
 /// is canonical: printable ASCII without upper case or spaces, which trimming,
 /// lower-casing and deleting spaces leave unchanged.
@@ -429,6 +439,16 @@ impl KsInner {
             .and_then(|(k, _)| lay::commit_id_of(k));
         let hwm = stored_hwm.max(newest.unwrap_or(-1));
         let counts = stored_counts(&tree, newest_entry.as_ref())?;
+        // A store of format 1 or 2 (its format record already says 3, see
+        // `SledDb::upgrade_format`) still holds its creation index, or part of it if the
+        // open that upgraded it crashed: drop it. One seek when there is none.
+        db.sweep_tree(
+            &tree,
+            Sweep::Prefix(lay::LEGACY_CREATED),
+            Durability::Durable,
+            1024,
+            "removing the creation index of format 2",
+        )?;
         let events = Broadcast::new(settings.change_buffer);
         Ok(Arc::new(KsInner {
             cache: RecordCache::new(settings.record_cache),
@@ -497,7 +517,7 @@ impl KsInner {
 
     /// Reads the record a write is about to replace or remove. A stored record that no
     /// longer decodes would otherwise block its key forever; it is dropped here instead,
-    /// with every index entry that names it (found by scanning the three time indexes, a
+    /// with every index entry that names it (found by scanning the two time indexes, a
     /// cost paid only on this damage path), and reported as `(None, true)`.
     fn read_replaceable(
         &self,
@@ -509,7 +529,7 @@ impl KsInner {
             Ok(r) => Ok((r, false)),
             Err(PersistenceError::CorruptRecord { .. }) => {
                 let tree = self.handle.tree()?;
-                for prefix in [lay::EXPIRY, lay::AVAILABLE, lay::CREATED] {
+                for prefix in [lay::EXPIRY, lay::AVAILABLE] {
                     for k in tree.range(vec![prefix]..lay::prefix_end(prefix)).keys() {
                         let k = k.map_err(|e| backend("index scan", e))?;
                         if lay::split_timed(&k).is_some_and(|(_, named)| named == key.as_bytes()) {
@@ -525,16 +545,15 @@ impl KsInner {
         }
     }
 
-    /// The index entries (creation, expiry, availability) a record with `meta` has.
-    fn index_keys(key: &str, meta: Option<&AtMetaData>) -> [Option<Vec<u8>>; 3] {
+    /// The index entries (expiry, availability) a record with `meta` has.
+    fn index_keys(key: &str, meta: Option<&AtMetaData>) -> [Option<Vec<u8>>; 2] {
         let entry = |prefix: u8, t: Option<Timestamp>| t.map(|t| timed(prefix, t, key.as_bytes()));
         match meta {
             Some(m) => [
-                entry(lay::CREATED, m.created_at),
                 entry(lay::EXPIRY, m.expires_at),
                 entry(lay::AVAILABLE, m.available_at),
             ],
-            None => [None, None, None],
+            None => [None, None],
         }
     }
 
@@ -1060,7 +1079,7 @@ impl KsInner {
         };
         remove_in_chunks(db, tree, durability, c, tombstones, Self::stage_counters)?;
         // 3. Anything left (legacy duplicates, entries of undecodable records).
-        db.sweep_tree(tree, durability, CHUNK, "clear")?;
+        db.sweep_tree(tree, Sweep::AllButCounters, durability, CHUNK, "clear")?;
         let mut batch = sled::Batch::default();
         c.hwm = -1;
         c.stored_hwm = -1;
@@ -1446,22 +1465,21 @@ impl KeyValueStore<AtData> for SledKeyStore {
             }
             Ok(n)
         };
-        let edge = |rev: bool| -> Result<Option<Timestamp>> {
-            let mut it = tree
-                .range(vec![lay::CREATED]..lay::prefix_end(lay::CREATED))
-                .keys();
-            let k = if rev { it.next_back() } else { it.next() };
-            Ok(k.transpose()
-                .map_err(|e| backend("stats", e))?
-                .and_then(|k| lay::split_timed(&k).map(|(t, _)| t)))
-        };
+        // No index keeps creation times (layout: "No creation index"): read every record's.
+        let (mut oldest, mut newest) = (None::<Timestamp>, None::<Timestamp>);
+        for item in creation_times(&tree) {
+            if let (_, Some(t)) = item? {
+                oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                newest = Some(newest.map_or(t, |n| n.max(t)));
+            }
+        }
         Ok(KeyStoreStats {
             total_keys: lock(&self.inner.counters).key_count,
             ttl_keys: count(lay::EXPIRY)?,
             ttb_keys: count(lay::AVAILABLE)?,
             size_bytes: db.size_on_disk()?,
-            oldest_created_at: edge(false)?,
-            newest_created_at: edge(true)?,
+            oldest_created_at: oldest,
+            newest_created_at: newest,
         })
     }
 
@@ -1513,12 +1531,7 @@ impl AtKeyValueStore<AtData, AtMetaData> for SledKeyStore {
         let Some(bytes) = self.inner.read_stored(&canonical, "get")? else {
             return Ok(None);
         };
-        // The value is checked but not copied: no allocation for a value nobody sees.
-        let mut meta = None;
-        if !record_v1::decode_meta_into(&bytes, &mut meta) {
-            meta = decode_record(&bytes, &canonical)?.meta_data;
-        }
-        Ok(meta)
+        record_meta(&bytes, &canonical)
     }
 
     async fn restore(&self, key: &str, value: AtData) -> Result<()> {
@@ -1657,7 +1670,7 @@ impl SledKeyStore {
         };
         let ordered: KeyIter = match options.order_by {
             None | Some(OrderByKey::ByKey) => Box::new(record_keys(&tree)),
-            Some(OrderByKey::ByCreatedAt) => index_then_rest(&tree, lay::CREATED)?,
+            Some(OrderByKey::ByCreatedAt) => by_creation(&tree)?,
             Some(OrderByKey::ByExpiresAt) => index_then_rest(&tree, lay::EXPIRY)?,
         };
         let pattern = pattern.clone();
@@ -1678,6 +1691,33 @@ fn record_keys(tree: &sled::Tree) -> impl Iterator<Item = Result<String>> + Send
             k.map(|k| String::from_utf8_lossy(&k[1..]).into_owned())
                 .map_err(|e| backend("scan", e))
         })
+}
+
+/// Every record's key and `created_at`, in key order. A record that no longer decodes
+/// counts as having none (a scan lists keys; reading the record reports the damage).
+fn creation_times(
+    tree: &sled::Tree,
+) -> impl Iterator<Item = Result<(String, Option<Timestamp>)>> + '_ {
+    tree.range(vec![lay::RECORD]..lay::prefix_end(lay::RECORD))
+        .map(|item| {
+            let (k, v) = item.map_err(|e| backend("reading creation times", e))?;
+            let key = String::from_utf8_lossy(&k[1..]).into_owned();
+            let created = record_meta(&v, &key)
+                .ok()
+                .flatten()
+                .and_then(|m| m.created_at);
+            Ok((key, created))
+        })
+}
+
+/// Every record key by `created_at`, ascending, ties and records without one (last) in
+/// key order. Reads and decodes every record: ordering by creation is a rare, diagnostic
+/// scan, and keeps no index (layout: "No creation index").
+fn by_creation(tree: &sled::Tree) -> Result<KeyIter> {
+    let mut all = creation_times(tree).collect::<Result<Vec<_>>>()?;
+    // Stable: equal keys of the sort keep the key order they were read in.
+    all.sort_by_key(|(_, created)| (created.is_none(), *created));
+    Ok(Box::new(all.into_iter().map(|(key, _)| Ok(key))))
 }
 
 /// The keys of a time index in time order, then every other record key (nulls last).

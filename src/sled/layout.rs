@@ -11,7 +11,6 @@
 //! | `d` + canonical key (UTF-8) | envelope(`AtData`) |
 //! | `e` + instant + canonical key | empty: expiry index (`expires_at`) |
 //! | `a` + instant + canonical key | empty: availability index (`available_at`) |
-//! | `C` + instant + canonical key | empty: creation index (`created_at`) |
 //! | `c` + commit id | envelope(`CommitEntry`) |
 //! | `k` + atKey (UTF-8) | commit id: latest entry per atKey, optionally followed by the store's counts (see below) |
 //! | `m` + counter name | big-endian counter (`mhwm` is written lazily, see [`HWM`]) |
@@ -20,7 +19,7 @@
 //! byte order is time order also before 1970. Commit ids are non-negative and stored as
 //! 8-byte big-endian unsigned integers, so byte order is id order.
 //!
-//! # Where the counts live (format 2)
+//! # Where the counts live (formats 2 and 3)
 //!
 //! The keystore's two counts, records and retained commit entries, change with most
 //! writes. Writing a counter entry with each of them would add a sled write per put, so
@@ -36,6 +35,17 @@
 //! [`LEGACY_COMMIT_COUNT`] and [`LEGACY_KEY_COUNT`], written with every change; a format-1
 //! store is read as if they were a [`COUNTS`] valid as of -1, and they are removed when
 //! [`COUNTS`] is first written.
+//!
+//! # No creation index (format 3)
+//!
+//! Formats 1 and 2 also kept a creation index, `C` + instant + canonical key
+//! ([`LEGACY_CREATED`]), for `scan_keys` ordered by creation and the oldest and newest
+//! creation time of `stats`. Both are rare, diagnostic reads, while the index cost every
+//! new key a fourth entry and every store an entry per key held in sled's cache (about
+//! 12 MB of heap at 100k keys, measured with heaptrack). Format 3 reads `created_at` from
+//! the records instead. Opening an older store removes its creation index, in batches,
+//! after the format record says 3 (so a crash in between leaves a format-3 store that the
+//! next open finishes, never an older store missing index entries).
 
 use crate::model::Timestamp;
 
@@ -45,8 +55,9 @@ pub const RECORD: u8 = b'd';
 pub const EXPIRY: u8 = b'e';
 /// Prefix of the availability index.
 pub const AVAILABLE: u8 = b'a';
-/// Prefix of the creation-time index.
-pub const CREATED: u8 = b'C';
+/// Prefix of the creation-time index of formats 1 and 2, which format 3 removes at open
+/// and never writes (see "No creation index" above).
+pub const LEGACY_CREATED: u8 = b'C';
 /// Prefix of commit entries by id.
 pub const COMMIT: u8 = b'c';
 /// Prefix of the latest-commit-id-per-atKey index.
@@ -58,9 +69,9 @@ pub const COUNTER: u8 = b'm';
 /// only when the newest commit entry stops carrying the mark (purge, raise, replay), so the
 /// effective mark is `max(mhwm, newest commit id)`; an absent `mhwm` counts as -1.
 pub const HWM: &[u8] = b"mhwm";
-/// Format 1's counter of retained commit entries (u64); read, never written, by format 2.
+/// Format 1's counter of retained commit entries (u64); read, never written, since format 2.
 pub const LEGACY_COMMIT_COUNT: &[u8] = b"mcl_count";
-/// Format 1's counter of keystore records (u64); read, never written, by format 2.
+/// Format 1's counter of keystore records (u64); read, never written, since format 2.
 pub const LEGACY_KEY_COUNT: &[u8] = b"mkey_count";
 /// The counts when no commit entry carries them: records (u64), retained commit entries
 /// (u64), then the high-water mark (i64) they are valid as of; 24 bytes big-endian.
@@ -70,10 +81,12 @@ pub const COUNTS: &[u8] = b"mcounts";
 pub const FORMAT_KEY: &[u8] = b"format_version";
 /// Key of the atSign the database belongs to (default tree).
 pub const AT_SIGN_KEY: &[u8] = b"at_sign";
-/// The on-disk format this build writes and the newest it reads. Format 1 differs only in
-/// where the keystore's counts live (see the module documentation); opening a format-1
-/// database upgrades its format record in place, after which format-1 builds refuse it.
-pub const FORMAT_VERSION: u32 = 2;
+/// The on-disk format this build writes and the newest it reads. Format 1 differs from 2
+/// only in where the keystore's counts live, and 2 from 3 only in the creation index
+/// (see the module documentation). Opening an older database upgrades its format record
+/// in place (and the keystore then drops the creation index), after which older builds
+/// refuse it.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Encodes an instant so that byte order is time order.
 pub fn instant_bytes(t: Timestamp) -> [u8; 8] {
@@ -357,7 +370,7 @@ mod tests {
             .concat()
         );
         assert_eq!(
-            timed(CREATED, Timestamp::from_millis(0), b"k"),
+            timed(LEGACY_CREATED, Timestamp::from_millis(0), b"k"),
             [&b"C"[..], &[0x80, 0, 0, 0, 0, 0, 0, 0], b"k"].concat()
         );
         assert_eq!(commit_key(258), vec![b'c', 0, 0, 0, 0, 0, 0, 1, 2]);
@@ -386,6 +399,6 @@ mod tests {
         );
         assert_eq!(FORMAT_KEY, b"format_version");
         assert_eq!(AT_SIGN_KEY, b"at_sign");
-        assert_eq!(FORMAT_VERSION.to_be_bytes(), [0, 0, 0, 2]);
+        assert_eq!(FORMAT_VERSION.to_be_bytes(), [0, 0, 0, 3]);
     }
 }

@@ -26,7 +26,7 @@
 //! effective expiry is `<= now`. It is computed once, when the notification is written,
 //! and filed in the index (a stored notification is never rewritten by a read).
 
-use super::db::{backend, Durability, SledDb};
+use super::db::{backend, Durability, SledDb, Sweep};
 use super::hooks::RemoveHooks;
 use super::layout::{self as lay, instant_from, prefix_end, prefixed, timed};
 use super::staging::Staging;
@@ -410,7 +410,13 @@ impl NkInner {
         };
         remove_in_chunks(db, tree, level, count, notifications, stage_count)?;
         // Leftovers (index entries of records that were already gone) in plain chunks.
-        db.sweep_tree(tree, level, COMPACTION_CHUNK, "clear notifications")?;
+        db.sweep_tree(
+            tree,
+            Sweep::AllButCounters,
+            level,
+            COMPACTION_CHUNK,
+            "clear notifications",
+        )?;
         let mut batch = sled::Batch::default();
         batch.insert(ENTRY_COUNT, &0u64.to_be_bytes()[..]);
         tree.apply_batch(batch)

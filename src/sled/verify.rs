@@ -2,10 +2,11 @@
 //!
 //! # What is checked
 //!
-//! * **keystore**: every record (`d`) decodes and its key is UTF-8; the expiry, availability
-//!   and creation indexes (`e`, `a`, `C`) hold exactly the entry `prefix + instant + key`
-//!   for each record whose metadata has that field, with the same instant, and no entry
-//!   without a matching record; the stored key count (`key_count`: `mcounts`, or the
+//! * **keystore**: every record (`d`) decodes and its key is UTF-8; the expiry and
+//!   availability indexes (`e`, `a`) hold exactly the entry `prefix + instant + key` for
+//!   each record whose metadata has that field, with the same instant, and no entry
+//!   without a matching record (format 2's creation index, `C`, which opening removes, is
+//!   a key of no known kind); the stored key count (`key_count`: `mcounts`, or the
 //!   counts the newest commit entry's index value carries, as opening reads them) equals
 //!   the number of records.
 //! * **commit log** (same tree): every entry (`c`) decodes and carries its own id; the
@@ -353,10 +354,9 @@ fn compare_counter(
 // ------------------------------------------------------------------ keystore
 
 /// The keystore's time indexes: prefix, name and the metadata field each mirrors.
-const TIME_INDEXES: [(u8, &str); 3] = [
+const TIME_INDEXES: [(u8, &str); 2] = [
     (lay::EXPIRY, "expiry index entry"),
     (lay::AVAILABLE, "availability index entry"),
-    (lay::CREATED, "creation index entry"),
 ];
 
 fn index_field(prefix: u8, meta: Option<&AtMetaData>) -> Option<Timestamp> {
@@ -364,7 +364,6 @@ fn index_field(prefix: u8, meta: Option<&AtMetaData>) -> Option<Timestamp> {
     match prefix {
         lay::EXPIRY => meta.expires_at,
         lay::AVAILABLE => meta.available_at,
-        lay::CREATED => meta.created_at,
         _ => None,
     }
 }
@@ -398,7 +397,7 @@ fn check_keystore(tree: &sled::Tree, live_hwm: i64, r: &mut VerifyReport) {
                 t.ks_entries += 1;
                 check_record(&rd, r, &k[1..], &v);
             }
-            Some(p @ (lay::EXPIRY | lay::AVAILABLE | lay::CREATED)) => {
+            Some(p @ (lay::EXPIRY | lay::AVAILABLE)) => {
                 t.ks_entries += 1;
                 check_time_index(&rd, r, p, &k, &v);
             }

@@ -11,7 +11,9 @@ use std::fmt;
 pub enum OrderByKey {
     /// Ascending canonical key (byte order).
     ByKey,
-    /// Ascending `created_at`; records without one come last.
+    /// Ascending `created_at`; records without one come last. The sled backend keeps no
+    /// creation index, so this order reads every record: a scan for maintenance, not
+    /// for a hot path.
     ByCreatedAt,
     /// Ascending `expires_at`; records that never expire come last.
     ByExpiresAt,
@@ -163,7 +165,8 @@ pub struct KeyEntry<V, T> {
     pub metadata: Option<T>,
 }
 
-/// A diagnostic summary of a store (API-5.0 2.7). Counts are exact.
+/// A diagnostic summary of a store (API-5.0 2.7). Counts are exact. Not for hot paths:
+/// the sled keystore reads every record for the oldest and newest `created_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KeyStoreStats {
     /// Every stored key, expired and unborn included.
