@@ -42,7 +42,7 @@
 //! ([`LEGACY_CREATED`]), for `scan_keys` ordered by creation and the oldest and newest
 //! creation time of `stats`. Both are rare, diagnostic reads, while the index cost every
 //! new key a fourth entry and every store an entry per key held in sled's cache (about
-//! 12 MB of heap at 100k keys, measured with heaptrack). Format 3 reads `created_at` from
+//! 17 MB of heap at 100k keys, measured with heaptrack). Format 3 reads `created_at` from
 //! the records instead. Opening an older store removes its creation index, in batches,
 //! after the format record says 3 (so a crash in between leaves a format-3 store that the
 //! next open finishes, never an older store missing index entries).
