@@ -13,7 +13,7 @@
 //! `remove_many` (8): atomic fills and remove_many of 50-key groups; `expiry` (8): short
 //! explicit expiries, a real clock and a delete_expired_keys loop; `compaction` (8):
 //! access-log inserts while compact(false) is drained in a loop; `clear` (8): bundle clear
-//! while writing.
+//! while writing; `upgrade` (6): the open that turns a format-2 store into format 3.
 //!
 //! Knobs: `ATPS_CRASH_SCENARIOS=a,b` runs only those; `ATPS_CRASH_ROUNDS` sets the rounds
 //! of every scenario, `ATPS_CRASH_ROUNDS_<NAME>` (e.g. `ATPS_CRASH_ROUNDS_CLEAR`) one
@@ -162,6 +162,13 @@ const SCENARIOS: &[Scenario] = &[
         child: |b, seed| Box::pin(migration::child(b, seed)),
         parent: migration::parent,
         summary: no_summary,
+    },
+    Scenario {
+        name: "upgrade",
+        default_rounds: 6,
+        child: |b, seed| Box::pin(upgrade::child(b, seed)),
+        parent: upgrade::parent,
+        summary: upgrade::summary,
     },
 ];
 
@@ -2166,5 +2173,187 @@ mod migration {
             aimed: u64::from(in_flight.is_some()),
             in_window: partial,
         })
+    }
+}
+
+/// A format upgrade killed part-way: the parent turns a store into format 2's shape (a
+/// creation-index entry per record, plus enough stray ones that removing them takes a
+/// while), and the child's open upgrades it. The first round lets the open finish to time
+/// it; later rounds kill the child at a seeded moment inside that time. Right after the
+/// kill the store must still be format 2 with its whole index, or format 3 (with any
+/// part of it); never format 2 missing entries. Every record must be there, and the next
+/// open must finish the removal and leave a consistent store.
+mod upgrade {
+    use super::*;
+    use at_persistence_secondary_server::store::KeyValueStoreExt;
+    use common::open_raw;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const KEYS: usize = 500;
+    const STRAY: usize = 60_000;
+    /// Microseconds from spawning the child to its `opened` line, from the first round.
+    static OPEN_MICROS: AtomicU64 = AtomicU64::new(0);
+
+    pub async fn child(_bundle: Arc<Bundle>, _seed: u64) {
+        say(&stdout(), "opened".to_string());
+        futures::future::pending::<()>().await;
+    }
+
+    /// A closed store of [`KEYS`] records, rewritten into format 2's shape with
+    /// [`STRAY`] extra index entries.
+    fn build(dir: &Path) -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let f = SledPersistenceFactory::new();
+            let b = f
+                .initialize(AT_SIGN, &server(dir))
+                .await
+                .map_err(|e| e.to_string())?;
+            b.key_value_store()
+                .transaction(|txn| async move {
+                    for i in 0..KEYS {
+                        txn.put(&format!("k{i}.up@crash"), AtData::new("v")).await?;
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            f.close().await;
+            Ok::<_, String>(())
+        })?;
+        let db = open_raw(&dir.join("keys"));
+        let t = db.open_tree("keystore").map_err(|e| e.to_string())?;
+        let entry = |i: usize, name: &str| {
+            let mut k = vec![b'C'];
+            k.extend_from_slice(&(((i as u64) + 1_700_000_000_000) ^ (1 << 63)).to_be_bytes());
+            k.extend_from_slice(name.as_bytes());
+            k
+        };
+        let names: Vec<String> = (0..KEYS)
+            .map(|i| format!("k{i}.up@crash"))
+            .chain((0..STRAY).map(|i| format!("gone{i}.up@crash")))
+            .collect();
+        for (c, names) in names.chunks(5_000).enumerate() {
+            let mut batch = sled::Batch::default();
+            for (j, n) in names.iter().enumerate() {
+                batch.insert(entry(c * 5_000 + j, n), &[][..]);
+            }
+            t.apply_batch(batch).map_err(|e| e.to_string())?;
+        }
+        db.insert("format_version", &2u32.to_be_bytes()[..])
+            .map_err(|e| e.to_string())?;
+        db.flush().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// The format record, the creation-index entries and the records of the closed store.
+    fn raw_state(dir: &Path) -> Result<(u32, usize, usize), String> {
+        let db = open_raw(&dir.join("keys"));
+        let format = db
+            .get("format_version")
+            .map_err(|e| e.to_string())?
+            .ok_or("no format record")?;
+        let format = u32::from_be_bytes(
+            format
+                .as_ref()
+                .try_into()
+                .map_err(|_| "format record not 4 bytes")?,
+        );
+        let t = db.open_tree("keystore").map_err(|e| e.to_string())?;
+        Ok((
+            format,
+            t.scan_prefix("C").count(),
+            t.scan_prefix("d").count(),
+        ))
+    }
+
+    pub fn parent(dir: &Path, seed: u64) -> RoundResult {
+        build(dir)?;
+        let started = Instant::now();
+        let child = Child::spawn("upgrade", dir, seed)?;
+        let calibrated = OPEN_MICROS.load(Ordering::Relaxed);
+        let mut opened = false;
+        if calibrated == 0 {
+            // The timing round: let the open finish.
+            match child.next_line(Duration::from_secs(120)) {
+                Some(l) if l == "opened" => opened = true,
+                other => return Err(format!("timing round: child said {other:?}").into()),
+            }
+            OPEN_MICROS.store(
+                started.elapsed().as_micros().max(1) as u64,
+                Ordering::Relaxed,
+            );
+        } else {
+            // Aim between a fifth and nine tenths of the time an open took.
+            let lo = calibrated / 5;
+            let at = lo + Rng::new(seed).below(calibrated * 9 / 10 - lo);
+            std::thread::sleep(Duration::from_micros(at).saturating_sub(started.elapsed()));
+        }
+        for l in child.kill()? {
+            match l.as_str() {
+                "opened" => opened = true,
+                _ => return Err(format!("unexpected child output {l:?}").into()),
+            }
+        }
+        let total = KEYS + STRAY;
+        let (format, index, records) = raw_state(dir)?;
+        if records != KEYS {
+            return Err(format!("{records} records after the kill, not {KEYS}").into());
+        }
+        let cut_short = match (format, index) {
+            (2, n) if n == total => false,
+            (2, n) => return Err(format!("format 2 with {n} of {total} index entries").into()),
+            (3, 0) => false,
+            (3, n) if n < total => true,
+            (3, _) => false,
+            (f, _) => return Err(format!("format {f} after the kill").into()),
+        };
+        if opened && index != 0 {
+            return Err(format!("the child opened with {index} index entries left").into());
+        }
+        let figures = reopen(dir, |b| {
+            Box::pin(async move {
+                let report = b.verify().await.map_err(|e| e.to_string())?;
+                if !report.is_ok() {
+                    return Err(format!("after the reopen:\n{report}"));
+                }
+                let stats = b
+                    .key_value_store()
+                    .stats()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if stats.total_keys != KEYS as u64 {
+                    return Err(format!("{} keys after the reopen", stats.total_keys));
+                }
+                Ok(Figures::default())
+            })
+        })?;
+        let (format, index, records) = raw_state(dir)?;
+        if (format, index, records) != (3, 0, KEYS) {
+            return Err(format!(
+                "after the reopen: format {format}, {index} index entries, {records} records"
+            )
+            .into());
+        }
+        // "Aimed": a kill round; "inside the window": it left a format-3 store with part of
+        // the index, which the reopen finished.
+        Ok(Figures {
+            acks: figures.acks,
+            aimed: u64::from(calibrated != 0),
+            in_window: u64::from(cut_short),
+        })
+    }
+
+    pub fn summary(rounds: u64, total: &Figures) -> Result<(), String> {
+        if rounds > 2 && total.in_window == 0 {
+            return Err(format!(
+                "no kill of {} landed inside the removal of the index",
+                total.aimed
+            ));
+        }
+        Ok(())
     }
 }
