@@ -11,7 +11,7 @@ use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersisten
 use at_persistence_secondary_server::store::{
     Bundle, IterateOptions, KeyValueStoreExt, PersistenceFactory, RemoveOptions, WriteOptions,
 };
-use common::{collect_ok, edit_raw_tree, open_raw, runtime, server_layout, T0};
+use common::{collect_ok, edit_raw_tree, format_of, open_raw, runtime, server_layout, T0};
 use proptest::prelude::*;
 use std::path::Path;
 use std::sync::Arc;
@@ -236,12 +236,6 @@ fn downgrade_to_format_1(dir: &Path, records: u64, entries: u64) {
     db.flush().unwrap();
 }
 
-fn format_of(dir: &Path) -> u32 {
-    let db = open_raw(&dir.join("keys"));
-    let v = db.get("format_version").unwrap().unwrap();
-    u32::from_be_bytes(v.as_ref().try_into().unwrap())
-}
-
 fn has_key(dir: &Path, key: &str) -> bool {
     let db = open_raw(&dir.join("keys"));
     db.open_tree("keystore").unwrap().contains_key(key).unwrap()
@@ -287,7 +281,7 @@ async fn a_format_1_store_is_upgraded_at_open_and_keeps_its_counts() {
     drop(b);
     // 4 records (k0-k2 and the skipped key), 4 entries (k0-k2 and k3's DELETE).
     downgrade_to_format_1(dir.path(), 4, 4);
-    assert_eq!(format_of(dir.path()), 1);
+    assert_eq!(format_of(&dir.path().join("keys")), 1);
 
     let (f, b) = reopen_checked(&cfg, "after the upgrade").await;
     assert_eq!(b.key_value_store().stats().await.unwrap().total_keys, 4);
@@ -297,7 +291,11 @@ async fn a_format_1_store_is_upgraded_at_open_and_keeps_its_counts() {
     // A committed put carries the counts on its index value; format 1's counters stay
     // until the counts are next written on their own.
     put_and_close(&cfg, &[key(4, false)]).await;
-    assert_eq!(format_of(dir.path()), 3, "the format record was upgraded");
+    assert_eq!(
+        format_of(&dir.path().join("keys")),
+        3,
+        "the format record was upgraded"
+    );
     assert!(has_key(dir.path(), "mkey_count"));
 
     let (f, b) = reopen_checked(&cfg, "after a committed put").await;

@@ -10,7 +10,7 @@ use at_persistence_secondary_server::sled::{SledPersistenceConfig, SledPersisten
 use at_persistence_secondary_server::store::{
     Bundle, KeyPattern, OrderByKey, PersistenceFactory, ScanOptions, WriteOptions,
 };
-use common::{collect_ok, edit_raw_tree, open_raw, raw_entries, server, T0};
+use common::{collect_ok, edit_raw_tree, format_of, open_raw, raw_entries, server, T0};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,14 +43,6 @@ fn creation_entry(t: Timestamp, key: &str) -> Vec<u8> {
 
 fn keys_db(dir: &Path) -> std::path::PathBuf {
     dir.join("keys")
-}
-
-fn format_of(dir: &Path) -> u32 {
-    let v = open_raw(&keys_db(dir))
-        .get("format_version")
-        .unwrap()
-        .unwrap();
-    u32::from_be_bytes(v.as_ref().try_into().unwrap())
 }
 
 fn creation_entries(dir: &Path) -> usize {
@@ -148,7 +140,11 @@ async fn a_format_2_store_is_upgraded_and_loses_its_creation_index_at_open() {
         .unwrap();
     f.close().await;
     drop(b);
-    assert_eq!(format_of(dir.path()), 3, "the format record was upgraded");
+    assert_eq!(
+        format_of(&keys_db(dir.path())),
+        3,
+        "the format record was upgraded"
+    );
     assert_eq!(
         creation_entries(dir.path()),
         0,
@@ -171,7 +167,7 @@ async fn an_upgrade_cut_short_is_finished_by_the_next_open() {
     f.close().await;
     drop(b);
     assert_eq!(creation_entries(dir.path()), 0);
-    assert_eq!(format_of(dir.path()), 3);
+    assert_eq!(format_of(&keys_db(dir.path())), 3);
 }
 
 #[tokio::test]

@@ -420,7 +420,6 @@ impl SledDb {
     /// Each batch is followed by [`SledDb::flush`] at `level`, so sled's write backlog
     /// stays bounded however many keys there are. A crash part-way leaves some of the keys
     /// (and, for [`Sweep::AllButCounters`], every counter); errors name `context`.
-    /// Returns how many keys were removed.
     pub(crate) fn sweep_tree(
         &self,
         tree: &sled::Tree,
@@ -428,9 +427,8 @@ impl SledDb {
         level: Durability,
         chunk: usize,
         context: &str,
-    ) -> Result<u64> {
+    ) -> Result<()> {
         let chunk = chunk.max(1);
-        let mut removed = 0;
         loop {
             let keys = match scope {
                 Sweep::AllButCounters => tree.iter(),
@@ -450,10 +448,9 @@ impl SledDb {
                 }
             }
             if n == 0 {
-                return Ok(removed);
+                return Ok(());
             }
             tree.apply_batch(batch).map_err(|e| backend(context, e))?;
-            removed += n as u64;
             self.flush(level)?;
         }
     }

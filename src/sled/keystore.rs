@@ -39,6 +39,9 @@ pub(crate) const STORE: &str = "keystore";
 pub(crate) const COMMIT_STORE: &str = "commit log";
 /// The tree holding the keystore and its commit log.
 pub(crate) const TREE: &str = "keystore";
+/// Keys per atomic batch when a clear, or the removal of format 2's creation index at
+/// open, removes many keys (each batch is followed by a flush, see [`SledDb::flush`]).
+const REMOVE_CHUNK: usize = 1024;
 
 /// Settings of one keystore.
 #[derive(Debug, Clone)]
@@ -446,7 +449,7 @@ impl KsInner {
             &tree,
             Sweep::Prefix(lay::LEGACY_CREATED),
             Durability::Durable,
-            1024,
+            REMOVE_CHUNK,
             "removing the creation index of format 2",
         )?;
         let events = Broadcast::new(settings.change_buffer);
@@ -1029,7 +1032,6 @@ impl KsInner {
     /// completed. Each chunk is followed by a flush at the store's durability, so sled's
     /// write backlog stays bounded however large the store is (see [`SledDb::flush`]).
     fn clear_tree(&self, db: &SledDb, tree: &sled::Tree, c: &mut Counters) -> Result<()> {
-        const CHUNK: usize = 1024;
         // The chunks remove commit entries, the newest among them: the mark goes to disk
         // first, so a clear cut short keeps it.
         if c.stored_hwm != c.hwm {
@@ -1043,7 +1045,7 @@ impl KsInner {
             let mut n = 0;
             for item in tree
                 .range(vec![lay::RECORD]..lay::prefix_end(lay::RECORD))
-                .take(CHUNK)
+                .take(REMOVE_CHUNK)
             {
                 let (k, v) = item.map_err(|e| backend("clear", e))?;
                 let key = String::from_utf8_lossy(&k[1..]).into_owned();
@@ -1068,7 +1070,7 @@ impl KsInner {
             for item in tree
                 .range(vec![lay::COMMIT_BY_KEY]..lay::prefix_end(lay::COMMIT_BY_KEY))
                 .keys()
-                .take(CHUNK)
+                .take(REMOVE_CHUNK)
             {
                 let k = item.map_err(|e| backend("clear", e))?;
                 let at_key = String::from_utf8_lossy(&k[1..]).into_owned();
@@ -1079,7 +1081,13 @@ impl KsInner {
         };
         remove_in_chunks(db, tree, durability, c, tombstones, Self::stage_counters)?;
         // 3. Anything left (legacy duplicates, entries of undecodable records).
-        db.sweep_tree(tree, Sweep::AllButCounters, durability, CHUNK, "clear")?;
+        db.sweep_tree(
+            tree,
+            Sweep::AllButCounters,
+            durability,
+            REMOVE_CHUNK,
+            "clear",
+        )?;
         let mut batch = sled::Batch::default();
         c.hwm = -1;
         c.stored_hwm = -1;

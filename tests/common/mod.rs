@@ -70,6 +70,16 @@ pub fn open_raw(path: &Path) -> sled::Db {
     }
 }
 
+/// The crate's format record (`format_version` in the default tree) of the closed
+/// database at `path`, read with raw sled.
+pub fn format_of(path: &Path) -> u32 {
+    let v = open_raw(path)
+        .get("format_version")
+        .unwrap()
+        .expect("a format record");
+    u32::from_be_bytes(v.as_ref().try_into().expect("a 4-byte format record"))
+}
+
 /// Applies `edit` to the tree `tree` of the closed database at `path` with raw sled, then
 /// flushes.
 pub fn edit_raw_tree(path: &Path, tree: &str, edit: impl FnOnce(&sled::Tree)) {
